@@ -1,0 +1,36 @@
+// Package cluster owns upstream clusters: a named set of endpoints, the
+// load balancer that chooses among them and the connection pool that
+// carries requests to them.
+//
+// A [Cluster] is long-lived. Discovery sources (static configuration
+// today; DNS, EDS and original destination later) replace its endpoints
+// in place with [Cluster.UpdateEndpoints], which feeds the [lb.Balancer]
+// serially on the control path. [Cluster.Send], the data path, takes no
+// lock: it picks an endpoint from the balancer's current immutable
+// picker and sends the request over one shared http.Transport per
+// cluster, tuned for proxying (no environment proxy, no transparent
+// compression, a large keep-alive pool, HTTP/1.1, h2 over TLS or h2c
+// prior knowledge per [Config.Protocol]).
+//
+// Failures come back as [*UpstreamError] whose [ErrorKind] the gateway
+// maps to a status code and an Envoy response flag (UH, UF, UT, UC, UO).
+// The request context carries the route timeout; when it expires the
+// error wraps context.DeadlineExceeded, when the client goes away it
+// wraps context.Canceled.
+//
+// Use:
+//
+//	c, err := cluster.New(cluster.Config{
+//		Name:      "api",
+//		Endpoints: []cluster.Endpoint{{Address: "10.0.0.1:8080"}, {Address: "10.0.0.2:8080"}},
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	out := inbound.Clone(ctx) // the router strips hop-by-hop headers
+//	resp, err := c.Send(&cluster.Request{HTTP: out})
+//
+// Retries, per-try timeouts, circuit breakers, outlier detection and
+// health checking build on Send and UpdateEndpoints without changing them.
+package cluster

@@ -1,0 +1,681 @@
+package portico
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/porticoproxy/portico/cluster"
+	"github.com/porticoproxy/portico/filter"
+	"github.com/porticoproxy/portico/listener"
+	"github.com/porticoproxy/portico/route"
+)
+
+// Config is a whole gateway configuration: the snapshot that Apply swaps in
+// atomically. Each HTTP filter chain of a listener names its route
+// configuration in HTTP.RouteConfig; the gateway sets HTTP.Handler itself.
+type Config struct {
+	Listeners []listener.Config
+	Routes    []route.Config
+	Clusters  []cluster.Config
+}
+
+// Options configure a Gateway's process-level parts.
+type Options struct {
+	// Admin is the admin listener's address; default "127.0.0.1:9901".
+	// "-" disables the admin listener (the handler stays available through
+	// Gateway.AdminHandler).
+	Admin string
+	// StatsPrefix prefixes every metric name and label; default "portico".
+	// "envoy" gives Envoy's own names.
+	StatsPrefix string
+	// Logger receives control-path events; default discards.
+	Logger *slog.Logger
+}
+
+// Gateway assembles listeners, route tables and clusters from a config
+// snapshot and serves them. Its methods are safe for concurrent use: updates
+// are serialised on the control path, and requests read immutable snapshots
+// through atomic pointers, so an update never blocks a request and a request
+// never sees half an update.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	mu        sync.Mutex // serialises updates; never taken by requests
+	listeners map[string]*liveListener
+	routes    map[string]*route.Table
+	hcms      map[*hcm]struct{}
+	clusters  atomic.Pointer[clusterSet]
+
+	admin     *http.Server
+	adminLn   net.Listener
+	hcFailed  atomic.Bool
+	draining  atomic.Bool
+	serving   atomic.Bool
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	serveCtx  context.Context
+	stopServe context.CancelFunc
+	versions  map[string]resourceInfo
+}
+
+type resourceInfo struct {
+	Version     int       `json:"version"`
+	LastUpdated time.Time `json:"last_updated"`
+}
+
+// clusterSet is an immutable map of live clusters.
+type clusterSet struct {
+	byName map[string]*liveCluster
+}
+
+type liveCluster struct {
+	c     *cluster.Cluster
+	stats *clusterStats
+}
+
+type liveListener struct {
+	cfg  listener.Config
+	l    *listener.Listener
+	hcms map[string]*hcm // by filter chain name
+}
+
+// New builds a gateway from cfg and binds its listeners; it serves nothing
+// until Serve is called. Any invalid part of cfg fails the whole call.
+func New(cfg Config, opts Options) (*Gateway, error) {
+	g := &Gateway{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: map[string]*liveListener{},
+		routes:    map[string]*route.Table{},
+		hcms:      map[*hcm]struct{}{},
+		versions:  map[string]resourceInfo{},
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	g.clusters.Store(&clusterSet{byName: map[string]*liveCluster{}})
+	g.metrics = newMetrics(opts.StatsPrefix, func() float64 { return float64(len(g.clusters.Load().byName)) })
+	g.serveCtx, g.stopServe = context.WithCancel(context.Background())
+	if err := g.Apply(cfg); err != nil {
+		g.Close()
+		return nil, err
+	}
+	if opts.Admin != "-" {
+		addr := opts.Admin
+		if addr == "" {
+			addr = "127.0.0.1:9901"
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+		g.adminLn = ln
+		g.admin = &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return g, nil
+}
+
+// Serve serves every listener and the admin endpoint until ctx is done or
+// Shutdown or Close is called, then shuts down gracefully (bounded by the
+// drain timeout) and returns.
+func (g *Gateway) Serve(ctx context.Context) error {
+	if !g.serving.CompareAndSwap(false, true) {
+		return errors.New("portico: Serve called twice")
+	}
+	g.mu.Lock()
+	for _, ll := range g.listeners {
+		g.startListener(ll)
+	}
+	g.mu.Unlock()
+	if g.admin != nil {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.admin.Serve(g.adminLn)
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return g.Shutdown(sctx)
+	case <-g.serveCtx.Done():
+		return nil
+	}
+}
+
+func (g *Gateway) startListener(ll *liveListener) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := ll.l.Serve(g.serveCtx); err != nil {
+			g.log.Error("listener stopped", "listener", ll.cfg.Name, "err", err)
+		}
+	}()
+}
+
+// Shutdown stops accepting connections, drains in-flight requests
+// (HTTP/1.1 gets Connection: close, h2 gets GOAWAY) until ctx is done, and
+// releases upstream connections.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.draining.Store(true)
+	g.mu.Lock()
+	lls := make([]*liveListener, 0, len(g.listeners))
+	for _, ll := range g.listeners {
+		lls = append(lls, ll)
+	}
+	g.mu.Unlock()
+	var errs []error
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, ll := range lls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ll.l.Shutdown(ctx); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("listener %q: %w", ll.cfg.Name, err))
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if g.admin != nil {
+		g.admin.Shutdown(ctx)
+	}
+	errs = append(errs, g.Close())
+	return errors.Join(errs...)
+}
+
+// Close stops everything at once. It is idempotent.
+func (g *Gateway) Close() error {
+	g.closeOnce.Do(func() {
+		g.stopServe()
+		g.mu.Lock()
+		for _, ll := range g.listeners {
+			ll.l.Close()
+		}
+		for _, lc := range g.clusters.Load().byName {
+			lc.c.Close()
+		}
+		g.mu.Unlock()
+		if g.admin != nil {
+			g.admin.Close()
+		} else if g.adminLn != nil {
+			g.adminLn.Close()
+		}
+		g.wg.Wait()
+	})
+	return nil
+}
+
+// ListenerAddr returns the bound address of the named listener, or nil.
+func (g *Gateway) ListenerAddr(name string) net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ll, ok := g.listeners[name]; ok {
+		return ll.l.Addr()
+	}
+	return nil
+}
+
+// AdminAddr returns the admin listener's address, or nil when disabled.
+func (g *Gateway) AdminAddr() net.Addr {
+	if g.adminLn == nil {
+		return nil
+	}
+	return g.adminLn.Addr()
+}
+
+// Cluster returns the live cluster with the given name, or nil.
+func (g *Gateway) Cluster(name string) *cluster.Cluster {
+	if lc := g.clusters.Load().byName[name]; lc != nil {
+		return lc.c
+	}
+	return nil
+}
+
+// Apply validates a whole new configuration and swaps it in. Requests in
+// flight finish on the snapshot they started on. On error nothing changes.
+// Clusters are published before the routes that use them and retired after,
+// so no request sees a route whose cluster is missing.
+func (g *Gateway) Apply(cfg Config) error {
+	if err := cfg.validateNames(); err != nil {
+		return err
+	}
+	tables := make(map[string]*route.Table, len(cfg.Routes))
+	for i, rc := range cfg.Routes {
+		t, err := route.New(rc)
+		if err != nil {
+			return fmt.Errorf("routes[%d] %q: %w", i, rc.Name, err)
+		}
+		tables[rc.Name] = t
+	}
+	for i := range cfg.Clusters {
+		if err := cfg.Clusters[i].Validate(); err != nil {
+			return fmt.Errorf("clusters[%d] %q: %w", i, cfg.Clusters[i].Name, err)
+		}
+	}
+	for i := range cfg.Listeners {
+		if err := g.checkListener(&cfg.Listeners[i]); err != nil {
+			return fmt.Errorf("listeners[%d] %q: %w", i, cfg.Listeners[i].Name, err)
+		}
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// Clusters: add and update first (removal last).
+	keep := map[string]bool{}
+	for _, cc := range cfg.Clusters {
+		keep[cc.Name] = true
+		if err := g.upsertClusterLocked(cc); err != nil {
+			return err
+		}
+	}
+	// Routes.
+	for name, t := range tables {
+		g.routes[name] = t
+		g.bump("route:" + name)
+	}
+	for name := range g.routes {
+		if _, ok := tables[name]; !ok {
+			delete(g.routes, name)
+			delete(g.versions, "route:"+name)
+		}
+	}
+	if err := g.refreshHCMsLocked(""); err != nil {
+		return err
+	}
+	// Listeners.
+	keepL := map[string]bool{}
+	for _, lc := range cfg.Listeners {
+		keepL[lc.Name] = true
+		if err := g.upsertListenerLocked(lc); err != nil {
+			return err
+		}
+	}
+	for name := range g.listeners {
+		if !keepL[name] {
+			g.removeListenerLocked(name)
+		}
+	}
+	for name := range g.clusters.Load().byName {
+		if !keep[name] {
+			g.removeClusterLocked(name)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateNames() error {
+	seen := map[string]bool{}
+	for i, l := range c.Listeners {
+		if l.Name == "" {
+			return fmt.Errorf("listeners[%d]: name is required", i)
+		}
+		if seen["l:"+l.Name] {
+			return fmt.Errorf("listeners[%d]: duplicate name %q", i, l.Name)
+		}
+		seen["l:"+l.Name] = true
+	}
+	for i, r := range c.Routes {
+		if r.Name == "" {
+			return fmt.Errorf("routes[%d]: name is required", i)
+		}
+		if seen["r:"+r.Name] {
+			return fmt.Errorf("routes[%d]: duplicate name %q", i, r.Name)
+		}
+		seen["r:"+r.Name] = true
+	}
+	for i, cl := range c.Clusters {
+		if seen["c:"+cl.Name] {
+			return fmt.Errorf("clusters[%d]: duplicate name %q", i, cl.Name)
+		}
+		seen["c:"+cl.Name] = true
+	}
+	return nil
+}
+
+func (g *Gateway) bump(key string) {
+	v := g.versions[key]
+	v.Version++
+	v.LastUpdated = time.Now()
+	g.versions[key] = v
+}
+
+// UpsertRoutes adds or replaces one route configuration. Connection
+// managers that use it switch to it atomically.
+func (g *Gateway) UpsertRoutes(cfg route.Config) error {
+	t, err := route.New(cfg)
+	if err != nil {
+		return fmt.Errorf("route configuration %q: %w", cfg.Name, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old, had := g.routes[cfg.Name]
+	g.routes[cfg.Name] = t
+	if err := g.refreshHCMsLocked(cfg.Name); err != nil {
+		if had {
+			g.routes[cfg.Name] = old
+		} else {
+			delete(g.routes, cfg.Name)
+		}
+		return err
+	}
+	g.bump("route:" + cfg.Name)
+	return nil
+}
+
+// RemoveRoutes removes a route configuration; connection managers that use
+// it answer 404 (NR) until it comes back.
+func (g *Gateway) RemoveRoutes(name string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.routes[name]; !ok {
+		return fmt.Errorf("route configuration %q: not found", name)
+	}
+	delete(g.routes, name)
+	delete(g.versions, "route:"+name)
+	return g.refreshHCMsLocked(name)
+}
+
+// UpsertCluster adds a cluster or updates one in place. A change of
+// endpoints only is applied to the live cluster; any other change builds a
+// new cluster, and the old one finishes its in-flight requests.
+func (g *Gateway) UpsertCluster(cfg cluster.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("cluster %q: %w", cfg.Name, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.upsertClusterLocked(cfg)
+}
+
+func (g *Gateway) upsertClusterLocked(cfg cluster.Config) error {
+	cur := g.clusters.Load()
+	if lc, ok := cur.byName[cfg.Name]; ok && sameExceptEndpoints(lc.c.Config(), cfg) {
+		if err := lc.c.UpdateEndpoints(cfg.Endpoints); err != nil {
+			return fmt.Errorf("cluster %q: %w", cfg.Name, err)
+		}
+		g.bump("cluster:" + cfg.Name)
+		return nil
+	}
+	c, err := cluster.New(cfg)
+	if err != nil {
+		return fmt.Errorf("cluster %q: %w", cfg.Name, err)
+	}
+	next := &clusterSet{byName: make(map[string]*liveCluster, len(cur.byName)+1)}
+	for k, v := range cur.byName {
+		next.byName[k] = v
+	}
+	old := cur.byName[cfg.Name]
+	next.byName[cfg.Name] = &liveCluster{c: c, stats: g.metrics.cluster(cfg.Name)}
+	g.clusters.Store(next)
+	if old != nil {
+		g.retire(old.c)
+	}
+	g.bump("cluster:" + cfg.Name)
+	return nil
+}
+
+// retire closes a replaced cluster's idle connections now, while requests
+// that loaded the old cluster set may still send on it, and closes the
+// cluster for good once those have had time to finish and return their
+// connections to the pool.
+func (g *Gateway) retire(c *cluster.Cluster) {
+	c.CloseIdleConnections()
+	time.AfterFunc(30*time.Second, func() { c.Close() })
+}
+
+func sameExceptEndpoints(a, b cluster.Config) bool {
+	a.Endpoints, b.Endpoints = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
+// RemoveCluster removes a cluster; routes that target it answer 503 (NC).
+func (g *Gateway) RemoveCluster(name string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.clusters.Load().byName[name] == nil {
+		return fmt.Errorf("cluster %q: not found", name)
+	}
+	g.removeClusterLocked(name)
+	return nil
+}
+
+func (g *Gateway) removeClusterLocked(name string) {
+	cur := g.clusters.Load()
+	next := &clusterSet{byName: make(map[string]*liveCluster, len(cur.byName))}
+	for k, v := range cur.byName {
+		if k != name {
+			next.byName[k] = v
+		}
+	}
+	g.clusters.Store(next)
+	if old := cur.byName[name]; old != nil {
+		g.retire(old.c)
+	}
+	delete(g.versions, "cluster:"+name)
+}
+
+// UpdateEndpoints replaces a cluster's endpoints in place (EDS).
+func (g *Gateway) UpdateEndpoints(clusterName string, eps []cluster.Endpoint) error {
+	lc := g.clusters.Load().byName[clusterName]
+	if lc == nil {
+		return fmt.Errorf("cluster %q: not found", clusterName)
+	}
+	if err := lc.c.UpdateEndpoints(eps); err != nil {
+		return fmt.Errorf("cluster %q: %w", clusterName, err)
+	}
+	g.mu.Lock()
+	g.bump("cluster:" + clusterName)
+	g.mu.Unlock()
+	return nil
+}
+
+// UpsertListener adds a listener, or updates one in place: new connections
+// use the new filter chains, existing connections finish on theirs. A new
+// address replaces the listener (the old one drains).
+func (g *Gateway) UpsertListener(cfg listener.Config) error {
+	if err := g.checkListener(&cfg); err != nil {
+		return fmt.Errorf("listener %q: %w", cfg.Name, err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.upsertListenerLocked(cfg)
+}
+
+// RemoveListener stops a listener and drains its connections.
+func (g *Gateway) RemoveListener(name string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.listeners[name]; !ok {
+		return fmt.Errorf("listener %q: not found", name)
+	}
+	g.removeListenerLocked(name)
+	return nil
+}
+
+func (g *Gateway) removeListenerLocked(name string) {
+	ll := g.listeners[name]
+	delete(g.listeners, name)
+	delete(g.versions, "listener:"+name)
+	for _, h := range ll.hcms {
+		delete(g.hcms, h)
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ll.l.Shutdown(ctx)
+	}()
+}
+
+// checkListener validates what the gateway adds to listener validation.
+func (g *Gateway) checkListener(cfg *listener.Config) error {
+	chains := slices.Clone(cfg.FilterChains)
+	if cfg.DefaultFilterChain != nil {
+		chains = append(chains, *cfg.DefaultFilterChain)
+	}
+	for i, fc := range chains {
+		if fc.HTTP == nil {
+			continue
+		}
+		if fc.HTTP.Handler != nil {
+			return fmt.Errorf("filter_chains[%d].http.handler: set by the gateway, must be nil", i)
+		}
+		if _, err := filter.NewChain(fc.HTTP.Filters...); err != nil {
+			return fmt.Errorf("filter_chains[%d].http.filters: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) upsertListenerLocked(cfg listener.Config) error {
+	old := g.listeners[cfg.Name]
+	ll := &liveListener{cfg: cfg, hcms: map[string]*hcm{}}
+	// Give every HTTP filter chain its connection manager, reusing the
+	// live one for a chain of the same name so route updates keep reaching
+	// connections accepted before this update.
+	obs := &connObserver{
+		cxTotal:  g.metrics.lisCxTotal.WithLabelValues(listenerLabel(cfg.Address)),
+		cxActive: g.metrics.lisCxActive.WithLabelValues(listenerLabel(cfg.Address)),
+		hcms:     map[string]*hcmStats{},
+	}
+	bind := func(fc *listener.FilterChain, name string) error {
+		if fc.HTTP == nil {
+			return nil
+		}
+		h := (*hcm)(nil)
+		if old != nil {
+			h = old.hcms[name]
+		}
+		if h == nil {
+			h = &hcm{g: g}
+		}
+		if err := h.configure(fc.HTTP); err != nil {
+			return err
+		}
+		ll.hcms[name] = h
+		obs.hcms[name] = h.stats
+		fcHTTP := *fc.HTTP
+		fcHTTP.Handler = h
+		fc.HTTP = &fcHTTP
+		return nil
+	}
+	cfg.FilterChains = slices.Clone(cfg.FilterChains)
+	for i := range cfg.FilterChains {
+		name := cfg.FilterChains[i].Name
+		if name == "" {
+			name = fmt.Sprintf("filter_chains[%d]", i)
+		}
+		if err := bind(&cfg.FilterChains[i], name); err != nil {
+			return fmt.Errorf("listener %q: filter_chains[%d]: %w", cfg.Name, i, err)
+		}
+	}
+	if cfg.DefaultFilterChain != nil {
+		d := *cfg.DefaultFilterChain
+		name := d.Name
+		if name == "" {
+			name = "default_filter_chain"
+		}
+		if err := bind(&d, name); err != nil {
+			return fmt.Errorf("listener %q: default_filter_chain: %w", cfg.Name, err)
+		}
+		cfg.DefaultFilterChain = &d
+	}
+	cfg.Observer = obs
+	if old != nil && old.cfg.Address == cfg.Address {
+		if err := old.l.Update(cfg); err != nil {
+			return fmt.Errorf("listener %q: %w", cfg.Name, err)
+		}
+		ll.l = old.l
+	} else {
+		l, err := listener.New(cfg)
+		if err != nil {
+			return fmt.Errorf("listener %q: %w", cfg.Name, err)
+		}
+		ll.l = l
+		if old != nil {
+			g.removeListenerLocked(cfg.Name)
+		}
+		if g.serving.Load() {
+			g.startListener(ll)
+		}
+	}
+	if old != nil {
+		for _, h := range old.hcms {
+			delete(g.hcms, h)
+		}
+	}
+	for _, h := range ll.hcms {
+		g.hcms[h] = struct{}{}
+		if err := h.refresh(); err != nil {
+			return err
+		}
+	}
+	g.listeners[cfg.Name] = ll
+	g.bump("listener:" + cfg.Name)
+	return nil
+}
+
+// refreshHCMsLocked recompiles the per-route chains of every connection
+// manager using route configuration name ("" = all).
+func (g *Gateway) refreshHCMsLocked(name string) error {
+	for h := range g.hcms {
+		if name != "" && h.routeName() != name {
+			continue
+		}
+		if err := h.refresh(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errNoRoute answers requests no route matches.
+var errNoRoute = &filter.ReplyError{Status: http.StatusNotFound, Flags: filter.FlagNoRouteFound, Details: "route_not_found"}
+
+func discardBody(b io.ReadCloser) {
+	if b != nil {
+		b.Close()
+	}
+}
+
+// connObserver counts a listener's connections, per listener address and
+// per connection manager. It is immutable once built.
+type connObserver struct {
+	cxTotal  prometheus.Counter
+	cxActive prometheus.Gauge
+	hcms     map[string]*hcmStats // by filter chain name
+}
+
+func (o *connObserver) OnConnOpen(chain string) {
+	o.cxTotal.Inc()
+	o.cxActive.Inc()
+	if h := o.hcms[chain]; h != nil {
+		h.cxTotal.Inc()
+		h.cxActive.Inc()
+	}
+}
+
+func (o *connObserver) OnConnClose(chain string) {
+	o.cxActive.Dec()
+	if h := o.hcms[chain]; h != nil {
+		h.cxActive.Dec()
+	}
+}

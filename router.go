@@ -1,0 +1,263 @@
+package portico
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/porticoproxy/portico/cluster"
+	"github.com/porticoproxy/portico/filter"
+	"github.com/porticoproxy/portico/listener"
+	"github.com/porticoproxy/portico/route"
+)
+
+// hcm is the request side of one HTTP connection manager: it matches the
+// route, runs the route's compiled filter chain and ends in the router.
+// Its state is swapped atomically when the route configuration, the
+// manager's filters or its settings change.
+type hcm struct {
+	g     *Gateway
+	state atomic.Pointer[hcmState]
+	cfg   atomic.Pointer[listener.HTTPConfig] // control path only
+	stats *hcmStats
+}
+
+// hcmState is immutable.
+type hcmState struct {
+	table  *route.Table
+	base   *filter.Chain   // chain without per-route overrides
+	chains []*filter.Chain // by route index
+	stats  *hcmStats
+}
+
+func (h *hcm) routeName() string { return h.cfg.Load().RouteConfig }
+
+func (h *hcm) configure(cfg *listener.HTTPConfig) error {
+	c := *cfg
+	c.Handler = nil
+	h.cfg.Store(&c)
+	prefix := c.StatPrefix
+	if prefix == "" {
+		prefix = "http"
+	}
+	h.stats = h.g.metrics.hcm(prefix)
+	return nil
+}
+
+// refresh recompiles the state from the current route table and filters.
+// The caller holds the gateway's lock.
+func (h *hcm) refresh() error {
+	cfg := h.cfg.Load()
+	base, err := filter.NewChain(cfg.Filters...)
+	if err != nil {
+		return fmt.Errorf("http filters: %w", err)
+	}
+	st := &hcmState{base: base, stats: h.stats}
+	if t := h.g.routes[cfg.RouteConfig]; t != nil {
+		st.table = t
+		routes := t.Routes()
+		st.chains = make([]*filter.Chain, len(routes))
+		for i, r := range routes {
+			st.chains[i] = base
+			if fc := r.FilterConfig(); len(fc) > 0 {
+				c, err := base.ForRoute(fc)
+				if err != nil {
+					return fmt.Errorf("route configuration %q: route %q: %w", cfg.RouteConfig, r.Name(), err)
+				}
+				st.chains[i] = c
+			}
+		}
+	}
+	h.state.Store(st)
+	return nil
+}
+
+// ServeHTTP serves one request on the snapshot current when it arrived.
+func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := h.state.Load()
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		// The upstream transport reads the request body while the response
+		// streams back; without full duplex net/http would consume (and
+		// close) the rest of the body once the response starts, cutting the
+		// upstream connection mid-request.
+		http.NewResponseController(w).EnableFullDuplex()
+	}
+	st.stats.rqTotal.Inc()
+	st.stats.rqActive.Inc()
+
+	var rt *route.Route
+	if st.table != nil {
+		rt = st.table.Match(r)
+	}
+	chain := st.base
+	ctx := r.Context()
+	var cancel context.CancelFunc
+	if rt != nil {
+		chain = st.chains[rt.Index()]
+		if d := rt.Timeout(); d > 0 {
+			ctx, cancel = context.WithTimeout(ctx, d)
+		}
+	} else {
+		st.stats.rqNR.Inc()
+	}
+	x := filter.NewExchangeContext(ctx, r)
+	x.Route = rt
+	if rt != nil {
+		x.BufferLimit = rt.BufferLimit()
+	}
+	chain.Serve(w, x, router{g: h.g, st: st})
+	if cancel != nil {
+		cancel()
+	}
+	st.stats.rqActive.Dec()
+	st.stats.rqXX.inc(x.Status)
+	st.stats.rqTime.Observe(float64(time.Since(x.Start)) / float64(time.Millisecond))
+}
+
+// router is the terminal of every chain: Envoy's router filter. It answers
+// redirects and direct responses, and sends everything else to the
+// route's cluster.
+type router struct {
+	g  *Gateway
+	st *hcmState
+}
+
+var errNoCluster = &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagNoClusterFound, Body: []byte("no cluster"), Details: "cluster_not_found"}
+
+// RoundTrip implements filter.Upstream.
+func (rt router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Response, error) {
+	if x.TakeRouteCacheCleared() && rt.st.table != nil {
+		x.Route = rt.st.table.Match(x.Out)
+	}
+	r := x.Route
+	if r == nil {
+		return nil, errNoRoute
+	}
+	if status, hdr, body, ok := r.Respond(x.Out); ok {
+		return localResponse(x.Out, status, hdr, body), nil
+	}
+	r.RewriteRequest(x.Out, x.In)
+	name := x.Cluster
+	if name == "" {
+		name = r.ClusterFor(x.Out)
+		x.Cluster = name
+	}
+	lc := rt.g.clusters.Load().byName[name]
+	if lc == nil {
+		return nil, errNoCluster
+	}
+	st := lc.stats
+	st.rqTotal.Inc()
+	st.rqActive.Inc()
+	creq := cluster.Request{HTTP: x.Out, AutoHostRewrite: r.AutoHostRewrite()}
+	x.UpstreamStart = time.Now()
+	resp, err := lc.c.Send(&creq)
+	st.rqActive.Dec()
+	x.Endpoint = creq.Endpoint
+	x.Attempts += creq.Attempts
+	if err != nil {
+		return nil, upstreamFailure(st, err)
+	}
+	st.rqXX.inc(resp.StatusCode)
+	st.rqTime.Observe(float64(time.Since(x.UpstreamStart)) / float64(time.Millisecond))
+	removeHopHeaders(resp)
+	r.RewriteResponse(resp.Header, x.In, x.Endpoint)
+	return resp, nil
+}
+
+// upstreamFailure maps a cluster error to the local reply of DESIGN §6.
+func upstreamFailure(st *clusterStats, err error) error {
+	var ue *cluster.UpstreamError
+	if !errors.As(err, &ue) {
+		return err
+	}
+	switch ue.Kind {
+	case cluster.NoHealthyUpstream:
+		st.noHealthy.Inc()
+		return &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagNoHealthyUpstream,
+			Body: []byte("no healthy upstream"), Details: "no_healthy_upstream"}
+	case cluster.ConnectFailure:
+		st.cxFail.Inc()
+		return &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagUpstreamConnectionFailure,
+			Body:    []byte("upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
+			Details: "upstream_reset_before_response_started{connection_failure}"}
+	case cluster.Timeout:
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		st.rqTimeout.Inc()
+		return &filter.ReplyError{Status: http.StatusGatewayTimeout, Flags: filter.FlagUpstreamRequestTimeout,
+			Body: []byte("upstream request timeout"), Details: "upstream_response_timeout"}
+	case cluster.Overflow:
+		return &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagUpstreamOverflow,
+			Body: []byte("upstream overflow"), Details: "upstream_overflow"}
+	case cluster.Reset:
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		return &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagUpstreamConnectionTermination,
+			Body:    []byte("upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
+			Details: "upstream_reset_before_response_started{connection_termination}"}
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &filter.ReplyError{Status: http.StatusRequestEntityTooLarge, Body: []byte("payload too large"), Details: "request_payload_too_large"}
+	}
+	return &filter.ReplyError{Status: http.StatusBadGateway, Flags: filter.FlagUpstreamProtocolError,
+		Body: []byte("upstream protocol error"), Details: "upstream_protocol_error"}
+}
+
+// hopHeaders are removed from upstream responses (RFC 9110 §7.6.1).
+var hopHeaders = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Proxy-Authenticate"}
+
+func removeHopHeaders(resp *http.Response) {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return
+	}
+	h := resp.Header
+	if c := h["Connection"]; len(c) > 0 {
+		for _, v := range c {
+			for _, name := range bytes.Split([]byte(v), []byte{','}) {
+				if n := string(bytes.TrimSpace(name)); n != "" {
+					h.Del(n)
+				}
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		if _, ok := h[k]; ok {
+			delete(h, k)
+		}
+	}
+}
+
+// localResponse builds a response for redirects and direct responses.
+func localResponse(req *http.Request, status int, hdr http.Header, body []byte) *http.Response {
+	if hdr == nil {
+		hdr = make(http.Header, 2)
+	}
+	if len(body) > 0 && hdr.Get("Content-Type") == "" {
+		hdr.Set("Content-Type", "text/plain")
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	return &http.Response{
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode:    status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        hdr,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
