@@ -206,7 +206,11 @@ func (c *Chain) run(ctx context.Context, w http.ResponseWriter, x *Exchange, i i
 		c.serveLast(ctx, w, x, seg, t.up)
 		return
 	}
-	if err := c.request(ctx, x, seg); err != nil {
+	err := c.request(ctx, x, seg)
+	if err == nil {
+		_, err = c.wrapRequestBody(ctx, x, seg)
+	}
+	if err != nil {
 		c.localReply(x, err)
 		c.response(ctx, x, seg)
 		c.write(ctx, w, x, seg)

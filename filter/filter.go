@@ -33,7 +33,11 @@ type ResponseFilter interface {
 }
 
 // RequestBodyFilter sees the request body chunk by chunk as it is read by
-// the upstream transport, in declaration order.
+// the upstream transport, in declaration order. The transport may read the
+// body on its own goroutine, concurrently with the response phases of the
+// same exchange, so OnRequestBody should touch only the chunk, HoldBack and
+// its own synchronised state. A body already buffered with Exchange.Body
+// reaches it as a single last chunk, and stays replayable for retries.
 type RequestBodyFilter interface {
 	OnRequestBody(ctx context.Context, x *Exchange, c *Chunk) error
 }

@@ -157,7 +157,7 @@ type statusErr struct {
 	flags  Flags
 }
 
-func (e statusErr) Error() string                    { return "status " + strconv.Itoa(e.status) }
+func (e statusErr) Error() string                      { return "status " + strconv.Itoa(e.status) }
 func (e statusErr) ReplyStatus() (status int, f Flags) { return e.status, e.flags }
 
 var errBoom = errors.New("boom")

@@ -26,7 +26,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return
 func replyResponse(x *Exchange, re *ReplyError) *http.Response {
 	h := make(http.Header, len(re.Header)+2)
 	for k, vv := range re.Header {
-		h[k] = vv
+		h[k] = append([]string(nil), vv...) // a ReplyError may be reused
 	}
 	if _, ok := h["Content-Type"]; !ok {
 		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
@@ -177,6 +177,11 @@ func (c *Chain) copyBody(ctx context.Context, w http.ResponseWriter, x *Exchange
 			} else if ctx.Err() != nil {
 				x.Err = fmt.Errorf("read upstream body: %w", rerr)
 				x.Flags |= FlagDownstreamConnectionTermination
+			} else if errors.Is(x.Out.Context().Err(), context.DeadlineExceeded) {
+				// The route timeout (NewExchangeContext) cut the stream.
+				x.Err = fmt.Errorf("read upstream body: %w", rerr)
+				x.Flags |= FlagUpstreamRequestTimeout
+				x.abort = true
 			} else {
 				x.Err = fmt.Errorf("read upstream body: %w", rerr)
 				x.Flags |= FlagUpstreamConnectionTermination

@@ -14,7 +14,10 @@ import (
 var errResponseReplaced = errors.New("response replaced by a local reply")
 
 // responseWriter runs the response phases of one segment when the handler
-// below it writes the headers, and its body phases on every write.
+// below it writes the headers, and its body phases on every write. The
+// x.Resp it builds shares its Header map with the underlying writer, so
+// response filters edit that map in place; a filter that replaces x.Resp
+// (a local reply) replaces what the handler wrote.
 type responseWriter struct {
 	w   http.ResponseWriter
 	x   *Exchange
