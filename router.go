@@ -34,6 +34,7 @@ type hcmState struct {
 	base   *filter.Chain   // chain without per-route overrides
 	chains []*filter.Chain // by route index
 	stats  *hcmStats
+	router *router // the chains' terminal, bound to this state
 }
 
 func (h *hcm) routeName() string { return h.cfg.Load().RouteConfig }
@@ -59,6 +60,7 @@ func (h *hcm) refresh() error {
 		return fmt.Errorf("http filters: %w", err)
 	}
 	st := &hcmState{base: base, stats: h.stats}
+	st.router = &router{g: h.g, st: st}
 	if t := h.g.routes[cfg.RouteConfig]; t != nil {
 		st.table = t
 		routes := t.Routes()
@@ -111,7 +113,7 @@ func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt != nil {
 		x.BufferLimit = rt.BufferLimit()
 	}
-	chain.Serve(w, x, router{g: h.g, st: st})
+	chain.Serve(w, x, st.router)
 	if cancel != nil {
 		cancel()
 	}
@@ -131,7 +133,7 @@ type router struct {
 var errNoCluster = &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagNoClusterFound, Body: []byte("no cluster"), Details: "cluster_not_found"}
 
 // RoundTrip implements filter.Upstream.
-func (rt router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Response, error) {
+func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Response, error) {
 	if x.TakeRouteCacheCleared() && rt.st.table != nil {
 		x.Route = rt.st.table.Match(x.Out)
 	}

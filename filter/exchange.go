@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/porticoproxy/portico/route"
@@ -86,6 +87,9 @@ type Exchange struct {
 	// per request.
 	respHold  holdState
 	respChunk Chunk
+
+	out    http.Request // backs Out
+	outURL url.URL      // backs Out.URL
 }
 
 // holdState is the hold-back buffer of one side (request or response) of
@@ -105,12 +109,35 @@ type keyValue struct {
 
 // NewExchange returns an Exchange for r with Out a copy of r that has its
 // own Header and URL.
+//
+// Out shares In's body and trailer map (request trailers arrive as the body
+// is read) but has its own Header and URL. Out and its URL live inside the
+// Exchange, so building one costs a single allocation plus the header copy.
 func NewExchange(r *http.Request) *Exchange {
 	x := &Exchange{In: r, Start: time.Now()}
-	out := r.Clone(r.Context())
-	out.RequestURI = ""
-	x.Out = out
+	x.initOut(r)
 	return x
+}
+
+// NewExchangeContext is NewExchange with ctx as the context of x.Out.
+func NewExchangeContext(ctx context.Context, r *http.Request) *Exchange {
+	x := &Exchange{In: r, Start: time.Now()}
+	x.initOut(r.WithContext(ctx))
+	return x
+}
+
+func (x *Exchange) initOut(r *http.Request) {
+	x.out = *r
+	if r.URL != nil {
+		x.outURL = *r.URL
+		x.out.URL = &x.outURL
+	}
+	x.out.Header = r.Header.Clone()
+	if x.out.Header == nil {
+		x.out.Header = make(http.Header)
+	}
+	x.out.RequestURI = ""
+	x.Out = &x.out
 }
 
 func (x *Exchange) bufferLimit() int64 {
