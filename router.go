@@ -98,25 +98,17 @@ func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt = st.table.Match(r)
 	}
 	chain := st.base
-	ctx := r.Context()
-	var cancel context.CancelFunc
 	if rt != nil {
 		chain = st.chains[rt.Index()]
-		if d := rt.Timeout(); d > 0 {
-			ctx, cancel = context.WithTimeout(ctx, d)
-		}
 	} else {
 		st.stats.rqNR.Inc()
 	}
-	x := filter.NewExchangeContext(ctx, r)
+	x := filter.NewExchange(r)
 	x.Route = rt
 	if rt != nil {
 		x.BufferLimit = rt.BufferLimit()
 	}
 	chain.Serve(w, x, st.router)
-	if cancel != nil {
-		cancel()
-	}
 	st.stats.rqActive.Dec()
 	st.stats.rqXX.inc(x.Status)
 	st.stats.rqTime.Observe(float64(time.Since(x.Start)) / float64(time.Millisecond))
@@ -159,6 +151,11 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 	st.rqActive.Inc()
 	creq := cluster.Request{HTTP: x.Out, AutoHostRewrite: r.AutoHostRewrite()}
 	x.UpstreamStart = time.Now()
+	if d := r.Timeout(); d > 0 {
+		// The route timeout runs from the upstream request until the
+		// response body ends, as Envoy's does.
+		creq.Deadline = x.UpstreamStart.Add(d)
+	}
 	resp, err := lc.c.Send(&creq)
 	st.rqActive.Dec()
 	x.Endpoint = creq.Endpoint

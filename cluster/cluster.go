@@ -38,6 +38,13 @@ type Request struct {
 	// AutoHostRewrite sets the Host (the :authority) to the picked
 	// endpoint's address (Envoy's auto_host_rewrite).
 	AutoHostRewrite bool
+	// Deadline, when set, bounds the exchange until the response body
+	// ends (the route timeout): past it Send and body reads fail with Kind
+	// Timeout wrapping context.DeadlineExceeded. Setting a deadline here
+	// instead of on the request's context saves a timer and a context per
+	// request on the synchronous HTTP/1.1 path. Upgrade requests ignore it:
+	// an upgraded connection outlives the exchange.
+	Deadline time.Time
 
 	// Endpoint is set by Send to the address of the endpoint used, or left
 	// empty when none was picked.
@@ -59,6 +66,7 @@ type Cluster struct {
 	cfg       Config // defaults applied; Endpoints and TLS owned copies
 	scheme    string
 	transport *http.Transport
+	h1        *h1Pool // synchronous HTTP/1.1 path; nil for HTTP2 or TLS
 	dialer    func(ctx context.Context, network, address string) (net.Conn, error)
 	tlsConfig *tls.Config // nil without TLS; never modified after New
 
@@ -126,6 +134,9 @@ func New(cfg Config) (*Cluster, error) {
 		c.scheme = "https"
 		c.transport.DialTLSContext = c.dialTLSContext
 	}
+	if cfg.Protocol == HTTP1 && cfg.TLS == nil {
+		c.h1 = newH1Pool(c)
+	}
 	c.balancer = cfg.Balancer()
 	if err := c.UpdateEndpoints(eps); err != nil {
 		return nil, err
@@ -157,9 +168,11 @@ func (c *Cluster) Endpoints() []Endpoint {
 // UpdateEndpoints validates eps and replaces the endpoint set. The
 // balancer receives the update serially and publishes a new picker;
 // requests in flight finish on the endpoints they picked. An invalid set
-// is rejected whole and the current one keeps serving. Connections to
-// removed endpoints are not closed eagerly: they close when the peer does
-// or after IdleTimeout.
+// is rejected whole and the current one keeps serving. Idle connections
+// of the synchronous HTTP/1.1 path to removed endpoints are closed; those
+// in flight close when their response ends. The Transport's connections
+// to removed endpoints are not closed eagerly: they close when the peer
+// does or after IdleTimeout.
 func (c *Cluster) UpdateEndpoints(eps []Endpoint) error {
 	if err := validateEndpoints(eps); err != nil {
 		return fmt.Errorf("cluster %q: %w", c.cfg.Name, err)
@@ -183,6 +196,9 @@ func (c *Cluster) UpdateEndpoints(eps []Endpoint) error {
 	defer c.mu.Unlock()
 	c.balancer.Update(view)
 	c.endpoints.Store(&own)
+	if c.h1 != nil {
+		c.h1.retire(own)
+	}
 	return nil
 }
 
@@ -191,11 +207,16 @@ func (c *Cluster) UpdateEndpoints(eps []Endpoint) error {
 // The request context bounds the whole exchange: its deadline is the route
 // timeout. On failure the error is an *UpstreamError.
 //
-// Send makes one attempt; retries build on it. It allocates nothing
-// beyond net/http's own work unless the balancer's pick carries a Done
-// callback, in which case the response body is wrapped so that Done runs
-// when the body ends. A 101 Switching Protocols response (WebSocket)
-// keeps its writable body untouched.
+// Send makes one attempt; retries build on it. On an HTTP/1.1 cluster
+// without TLS, a request with no body that is not an upgrade takes a
+// synchronous path: the exchange runs on the caller's goroutine over a
+// pooled connection, parsed by http.ReadResponse, and a pooled connection
+// the server closed while idle is replaced once, as the Transport does.
+// Every other request goes through the cluster's http.Transport. Either
+// way Send allocates little beyond net/http's parsing unless the
+// balancer's pick carries a Done callback, in which case the response
+// body is wrapped so that Done runs when the body ends. A 101 Switching
+// Protocols response (WebSocket) keeps its writable body untouched.
 func (c *Cluster) Send(r *Request) (*http.Response, error) {
 	req := r.HTTP
 	if c.closed.Load() {
@@ -222,9 +243,18 @@ func (c *Cluster) Send(r *Request) (*http.Response, error) {
 	if picked.Done != nil {
 		start = time.Now()
 	}
-	resp, err := c.transport.RoundTrip(req)
+	var resp *http.Response
+	deadline := r.Deadline
+	if c.h1 != nil && h1Eligible(req) {
+		resp, err = c.h1.roundTrip(req.Context(), req, addr, deadline)
+	} else if !deadline.IsZero() && !isUpgrade(req) {
+		resp, err = c.roundTripDeadline(req, deadline)
+	} else {
+		deadline = time.Time{}
+		resp, err = c.transport.RoundTrip(req)
+	}
 	if err != nil {
-		ctxErr := req.Context().Err()
+		ctxErr := requestCtxErr(req.Context(), !deadline.IsZero(), err)
 		ue := &UpstreamError{
 			Cluster:  c.cfg.Name,
 			Endpoint: addr,
@@ -248,11 +278,60 @@ func (c *Cluster) Send(r *Request) (*http.Response, error) {
 
 var errNoURL = errors.New("request has no URL")
 
+// roundTripDeadline sends req through the Transport under deadline: the
+// deadline's context ends with the response body.
+func (c *Cluster) roundTripDeadline(req *http.Request, deadline time.Time) (*http.Response, error) {
+	ctx, cancel := context.WithDeadline(req.Context(), deadline)
+	resp, err := c.transport.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		if ctx.Err() != nil && req.Context().Err() == nil {
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+		cancel()
+		return nil, err
+	}
+	if resp.Body == nil || resp.Body == http.NoBody {
+		cancel()
+		return resp, nil
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelBody releases a deadline context when its body ends.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.cancel()
+	}
+	return n, err
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// isUpgrade reports whether req asks for a protocol upgrade.
+func isUpgrade(req *http.Request) bool {
+	_, ok := req.Header["Upgrade"]
+	return ok
+}
+
 // CloseIdleConnections closes pooled connections that are idle, without
 // refusing later requests. A gateway calls it on a cluster it replaced,
 // while requests that picked the old cluster may still be about to send.
 func (c *Cluster) CloseIdleConnections() {
 	c.transport.CloseIdleConnections()
+	if c.h1 != nil {
+		c.h1.closeIdle(false)
+	}
 }
 
 // Close marks the cluster closed and closes its idle pooled connections.
@@ -263,6 +342,9 @@ func (c *Cluster) CloseIdleConnections() {
 func (c *Cluster) Close() error {
 	c.closed.Store(true)
 	c.transport.CloseIdleConnections()
+	if c.h1 != nil {
+		c.h1.closeIdle(true)
+	}
 	return nil
 }
 

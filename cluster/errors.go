@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,3 +180,26 @@ type ctxError struct{ err, ctx error }
 
 func (e *ctxError) Error() string   { return e.ctx.Error() + ": " + e.err.Error() }
 func (e *ctxError) Unwrap() []error { return []error{e.ctx, e.err} }
+
+// requestCtxErr returns the request context's error that caused err, or
+// nil. The synchronous HTTP/1.1 path sets the context's deadline on the
+// connection, which can fire just before the context's own timer marks
+// it done: a connection deadline error on a request with a deadline is
+// the route timeout.
+//
+// hasDeadline reports a deadline given outside the context
+// (Request.Deadline).
+func requestCtxErr(ctx context.Context, hasDeadline bool, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	if hasDeadline && errors.Is(err, context.DeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if _, ok := ctx.Deadline(); ok || hasDeadline {
+			return context.DeadlineExceeded
+		}
+	}
+	return nil
+}

@@ -177,8 +177,8 @@ func (c *Chain) copyBody(ctx context.Context, w http.ResponseWriter, x *Exchange
 			} else if ctx.Err() != nil {
 				x.Err = fmt.Errorf("read upstream body: %w", rerr)
 				x.Flags |= FlagDownstreamConnectionTermination
-			} else if errors.Is(x.Out.Context().Err(), context.DeadlineExceeded) {
-				// The route timeout (NewExchangeContext) cut the stream.
+			} else if errors.Is(rerr, context.DeadlineExceeded) || errors.Is(x.Out.Context().Err(), context.DeadlineExceeded) {
+				// The route timeout cut the stream.
 				x.Err = fmt.Errorf("read upstream body: %w", rerr)
 				x.Flags |= FlagUpstreamRequestTimeout
 				x.abort = true
