@@ -251,9 +251,14 @@ func (g *Gateway) Cluster(name string) *cluster.Cluster {
 }
 
 // Apply validates a whole new configuration and swaps it in. Requests in
-// flight finish on the snapshot they started on. On error nothing changes.
-// Clusters are published before the routes that use them and retired after,
-// so no request sees a route whose cluster is missing.
+// flight finish on the snapshot they started on. Everything that can fail
+// is checked before anything changes — route tables compiled, clusters
+// built, every connection manager's chains compiled against its route
+// table, new listener addresses test-bound — so an invalid update is
+// rejected whole, with an error naming what is wrong, and the running
+// configuration keeps serving. Clusters are published before the routes
+// that use them and retired after, so no request sees a route whose
+// cluster is missing.
 func (g *Gateway) Apply(cfg Config) error {
 	if err := cfg.validateNames(); err != nil {
 		return err
@@ -262,28 +267,50 @@ func (g *Gateway) Apply(cfg Config) error {
 	for i, rc := range cfg.Routes {
 		t, err := route.New(rc)
 		if err != nil {
-			return fmt.Errorf("routes[%d] %q: %w", i, rc.Name, err)
+			return fmt.Errorf("routes[%d]: %w", i, err)
 		}
 		tables[rc.Name] = t
 	}
-	for i := range cfg.Clusters {
-		if err := cfg.Clusters[i].Validate(); err != nil {
-			return fmt.Errorf("clusters[%d] %q: %w", i, cfg.Clusters[i].Name, err)
-		}
-	}
 	for i := range cfg.Listeners {
-		if err := g.checkListener(&cfg.Listeners[i]); err != nil {
-			return fmt.Errorf("listeners[%d] %q: %w", i, cfg.Listeners[i].Name, err)
+		lc := &cfg.Listeners[i]
+		if err := g.checkListener(lc); err != nil {
+			return fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
+		}
+		if err := precompileChains(lc, tables); err != nil {
+			return fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
 		}
 	}
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	prepared := make([]preparedCluster, 0, len(cfg.Clusters))
+	discard := func() {
+		for _, pc := range prepared {
+			if pc.fresh != nil {
+				pc.fresh.Close()
+			}
+		}
+	}
+	for i := range cfg.Clusters {
+		pc, err := g.prepareClusterLocked(cfg.Clusters[i])
+		if err != nil {
+			discard()
+			return fmt.Errorf("clusters[%d] %q: %w", i, cfg.Clusters[i].Name, err)
+		}
+		prepared = append(prepared, pc)
+	}
+	for i := range cfg.Listeners {
+		if err := g.checkBindLocked(&cfg.Listeners[i]); err != nil {
+			discard()
+			return fmt.Errorf("listeners[%d] %q: %w", i, cfg.Listeners[i].Name, err)
+		}
+	}
+
 	// Clusters: add and update first (removal last).
 	keep := map[string]bool{}
-	for _, cc := range cfg.Clusters {
-		keep[cc.Name] = true
-		if err := g.upsertClusterLocked(cc); err != nil {
+	for _, pc := range prepared {
+		keep[pc.cfg.Name] = true
+		if err := g.commitClusterLocked(pc); err != nil {
 			return err
 		}
 	}
@@ -320,6 +347,41 @@ func (g *Gateway) Apply(cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// precompileChains compiles the chains of every HTTP filter chain of lc
+// against the route table it names, so that a per-route filter
+// configuration error rejects the update before anything changes.
+func precompileChains(lc *listener.Config, tables map[string]*route.Table) error {
+	chains := lc.FilterChains
+	if lc.DefaultFilterChain != nil {
+		chains = append(slices.Clone(chains), *lc.DefaultFilterChain)
+	}
+	for i, fc := range chains {
+		if fc.HTTP == nil {
+			continue
+		}
+		if _, err := compileState(fc.HTTP, tables[fc.HTTP.RouteConfig]); err != nil {
+			return fmt.Errorf("filter_chains[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// checkBindLocked makes sure a listener that needs a new socket can have
+// one, so that Apply does not fail half way on an address in use.
+func (g *Gateway) checkBindLocked(lc *listener.Config) error {
+	if old := g.listeners[lc.Name]; old != nil && old.cfg.Address == lc.Address {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(lc.Address); err == nil && port == "0" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", lc.Address)
+	if err != nil {
+		return fmt.Errorf("address: %w", err)
+	}
+	return ln.Close()
 }
 
 func (c *Config) validateNames() error {
@@ -361,9 +423,9 @@ func (g *Gateway) bump(key string) {
 // UpsertRoutes adds or replaces one route configuration. Connection
 // managers that use it switch to it atomically.
 func (g *Gateway) UpsertRoutes(cfg route.Config) error {
-	t, err := route.New(cfg)
+	t, err := route.New(cfg) // its errors name the configuration
 	if err != nil {
-		return fmt.Errorf("route configuration %q: %w", cfg.Name, err)
+		return err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -398,39 +460,62 @@ func (g *Gateway) RemoveRoutes(name string) error {
 // endpoints only is applied to the live cluster; any other change builds a
 // new cluster, and the old one finishes its in-flight requests.
 func (g *Gateway) UpsertCluster(cfg cluster.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("cluster %q: %w", cfg.Name, err)
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.upsertClusterLocked(cfg)
 }
 
-func (g *Gateway) upsertClusterLocked(cfg cluster.Config) error {
-	cur := g.clusters.Load()
-	if lc, ok := cur.byName[cfg.Name]; ok && sameExceptEndpoints(lc.c.Config(), cfg) {
-		if err := lc.c.UpdateEndpoints(cfg.Endpoints); err != nil {
-			return fmt.Errorf("cluster %q: %w", cfg.Name, err)
-		}
-		g.bump("cluster:" + cfg.Name)
-		return nil
+// preparedCluster is a cluster update checked and built but not yet
+// published: either endpoints for the live cluster (fresh == nil) or a
+// new cluster.
+type preparedCluster struct {
+	cfg   cluster.Config
+	fresh *cluster.Cluster
+}
+
+func (g *Gateway) prepareClusterLocked(cfg cluster.Config) (preparedCluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return preparedCluster{}, err
+	}
+	if lc, ok := g.clusters.Load().byName[cfg.Name]; ok && sameExceptEndpoints(lc.c.Config(), cfg) {
+		return preparedCluster{cfg: cfg}, nil
 	}
 	c, err := cluster.New(cfg)
 	if err != nil {
-		return fmt.Errorf("cluster %q: %w", cfg.Name, err)
+		return preparedCluster{}, err
+	}
+	return preparedCluster{cfg: cfg, fresh: c}, nil
+}
+
+func (g *Gateway) commitClusterLocked(pc preparedCluster) error {
+	cur := g.clusters.Load()
+	if pc.fresh == nil {
+		if err := cur.byName[pc.cfg.Name].c.UpdateEndpoints(pc.cfg.Endpoints); err != nil {
+			return fmt.Errorf("cluster %q: %w", pc.cfg.Name, err)
+		}
+		g.bump("cluster:" + pc.cfg.Name)
+		return nil
 	}
 	next := &clusterSet{byName: make(map[string]*liveCluster, len(cur.byName)+1)}
 	for k, v := range cur.byName {
 		next.byName[k] = v
 	}
-	old := cur.byName[cfg.Name]
-	next.byName[cfg.Name] = &liveCluster{c: c, stats: g.metrics.cluster(cfg.Name)}
+	old := cur.byName[pc.cfg.Name]
+	next.byName[pc.cfg.Name] = &liveCluster{c: pc.fresh, stats: g.metrics.cluster(pc.cfg.Name)}
 	g.clusters.Store(next)
 	if old != nil {
 		g.retire(old.c)
 	}
-	g.bump("cluster:" + cfg.Name)
+	g.bump("cluster:" + pc.cfg.Name)
 	return nil
+}
+
+func (g *Gateway) upsertClusterLocked(cfg cluster.Config) error {
+	pc, err := g.prepareClusterLocked(cfg)
+	if err != nil {
+		return fmt.Errorf("cluster %q: %w", cfg.Name, err)
+	}
+	return g.commitClusterLocked(pc)
 }
 
 // retire closes a replaced cluster's idle connections now, while requests
@@ -497,6 +582,12 @@ func (g *Gateway) UpsertListener(cfg listener.Config) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := precompileChains(&cfg, g.routes); err != nil {
+		return fmt.Errorf("listener %q: %w", cfg.Name, err)
+	}
+	if err := g.checkBindLocked(&cfg); err != nil {
+		return fmt.Errorf("listener %q: %w", cfg.Name, err)
+	}
 	return g.upsertListenerLocked(cfg)
 }
 

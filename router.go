@@ -55,29 +55,40 @@ func (h *hcm) configure(cfg *listener.HTTPConfig) error {
 // The caller holds the gateway's lock.
 func (h *hcm) refresh() error {
 	cfg := h.cfg.Load()
-	base, err := filter.NewChain(cfg.Filters...)
+	st, err := compileState(cfg, h.g.routes[cfg.RouteConfig])
 	if err != nil {
-		return fmt.Errorf("http filters: %w", err)
+		return err
 	}
-	st := &hcmState{base: base, stats: h.stats}
+	st.stats = h.stats
 	st.router = &router{g: h.g, st: st}
-	if t := h.g.routes[cfg.RouteConfig]; t != nil {
-		st.table = t
-		routes := t.Routes()
-		st.chains = make([]*filter.Chain, len(routes))
-		for i, r := range routes {
-			st.chains[i] = base
-			if fc := r.FilterConfig(); len(fc) > 0 {
-				c, err := base.ForRoute(fc)
-				if err != nil {
-					return fmt.Errorf("route configuration %q: route %q: %w", cfg.RouteConfig, r.Name(), err)
-				}
-				st.chains[i] = c
-			}
-		}
-	}
 	h.state.Store(st)
 	return nil
+}
+
+// compileState compiles a connection manager's filters into one chain
+// per route of t (nil: no route table yet, every request answers 404).
+func compileState(cfg *listener.HTTPConfig, t *route.Table) (*hcmState, error) {
+	base, err := filter.NewChain(cfg.Filters...)
+	if err != nil {
+		return nil, fmt.Errorf("http filters: %w", err)
+	}
+	st := &hcmState{base: base, table: t}
+	if t == nil {
+		return st, nil
+	}
+	routes := t.Routes()
+	st.chains = make([]*filter.Chain, len(routes))
+	for i, r := range routes {
+		st.chains[i] = base
+		if fc := r.FilterConfig(); len(fc) > 0 {
+			c, err := base.ForRoute(fc)
+			if err != nil {
+				return nil, fmt.Errorf("route configuration %q: route %q: %w", cfg.RouteConfig, r.Name(), err)
+			}
+			st.chains[i] = c
+		}
+	}
+	return st, nil
 }
 
 // ServeHTTP serves one request on the snapshot current when it arrived.

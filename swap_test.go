@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -139,7 +140,7 @@ func TestInvalidUpdateKeepsServing(t *testing.T) {
 	origin := startOrigin(t, hello("origin"))
 	g, addr := startGateway(t, simpleConfig(origin), Options{})
 	bad := simpleConfig(origin)
-	bad.Routes[0].VirtualHosts[0].Rules[0].Match.Regex = "(["
+	bad.Routes[0].VirtualHosts[0].Rules[0].Match = route.Match{Regex: "(["}
 	err := g.Apply(bad)
 	if err == nil {
 		t.Fatal("Apply accepted an invalid regex")
@@ -147,6 +148,32 @@ func TestInvalidUpdateKeepsServing(t *testing.T) {
 	t.Logf("rejected as: %v", err)
 	if err := g.UpsertCluster(cluster.Config{Name: "x", Endpoints: []cluster.Endpoint{{Address: "no-port"}}}); err == nil {
 		t.Error("UpsertCluster accepted an endpoint without a port")
+	}
+	// A per-route filter configuration the filter cannot take.
+	bad = simpleConfig(origin)
+	bad.Routes[0].VirtualHosts[0].Rules[0].FilterConfig = map[string]any{"errlog": "verbose"}
+	bad.Listeners[0].FilterChains[0].HTTP.Filters = []filter.Filter{errLogger{t}}
+	if err := g.Apply(bad); err == nil {
+		t.Error("Apply accepted a per-route config for a filter that takes none")
+	} else {
+		t.Logf("rejected as: %v", err)
+	}
+	// A new listener on an address in use, next to a cluster change that
+	// must not be applied either.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad = simpleConfig(origin)
+	bad.Clusters[0].Endpoints = []cluster.Endpoint{{Address: "127.0.0.1:1"}}
+	bad.Listeners = append(bad.Listeners, bad.Listeners[0])
+	bad.Listeners[1].Name = "second"
+	bad.Listeners[1].Address = busy.Addr().String()
+	if err := g.Apply(bad); err == nil {
+		t.Error("Apply accepted a listener on an address in use")
+	} else {
+		t.Logf("rejected as: %v", err)
 	}
 	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
