@@ -93,7 +93,7 @@ func BenchmarkProxyEndToEnd(b *testing.B) {
 // towards the upstream, and the in-process upstream server itself. A
 // change that adds allocations to the request path fails the test; lower
 // the number when the path gets leaner.
-const headersOnlyAllocBudget = 75
+const headersOnlyAllocBudget = 34
 
 func TestHeadersOnlyAllocations(t *testing.T) {
 	h, req := benchHCM(t)

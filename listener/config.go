@@ -72,7 +72,8 @@ type Config struct {
 	// Observer, if set, is told about every connection handed to a chain
 	// (per-chain stats such as http.<prefix>.downstream_cx_total).
 	Observer Observer
-	// Logger receives net/http's connection-level errors at Debug level;
+	// Logger receives net/http's connection-level errors at Debug level
+	// and handler panics (other than http.ErrAbortHandler) at Error level;
 	// nil discards them.
 	Logger *slog.Logger
 }
@@ -188,6 +189,15 @@ type HTTPConfig struct {
 	// zero means net/http's default (250), not Envoy's 2^31-1, to bound
 	// per-connection memory.
 	MaxConcurrentStreams uint32
+	// StdlibHTTP1 serves plaintext HTTP/1.x through net/http's http.Server
+	// instead of the listener's leaner synchronous HTTP/1.1 loop. The loop
+	// is the default: it allocates no context per request, does no
+	// background read, writes headers without cloning them and never
+	// sniffs Content-Type. Set StdlibHTTP1 for net/http's exact behaviour,
+	// notably a request context cancelled when the client goes away during
+	// a request without body (the loop only notices on the next read or
+	// write). TLS connections and h2c always use net/http.
+	StdlibHTTP1 bool
 	// Handler serves requests after the HCM's hygiene; required. It is
 	// called concurrently.
 	Handler http.Handler

@@ -64,6 +64,7 @@ type trackedConn struct {
 	cs     *chain
 	l      *Listener
 	closed atomic.Bool
+	h2     bool // seen by the HTTP/1.1 fast path: h2c prior knowledge
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {

@@ -13,9 +13,17 @@
 // table, filters and router there.
 //
 // Each HTTP filter chain runs its own net/http [http.Server], fed
-// connections through an in-memory net.Listener, so keep-alive, HTTP/2 and
-// graceful drain (Connection: close on HTTP/1.1, GOAWAY on HTTP/2) are the
-// standard library's. [Listener.Update] swaps the chain table atomically:
+// connections through an in-memory net.Listener, for TLS (HTTP/1.1 and
+// HTTP/2 by ALPN) and h2c with prior knowledge, so HTTP/2 and its graceful
+// drain (GOAWAY) are the standard library's. Plaintext HTTP/1.x is served
+// by default by a leaner synchronous loop per connection (http.ReadRequest,
+// the chain's handler, a reused ResponseWriter, keep-alive, pipelining,
+// Expect: 100-continue, trailers, Hijack, graceful drain with Connection:
+// close); [HTTPConfig.StdlibHTTP1] sends it to the http.Server instead. The
+// loop cannot notice a client that leaves during a request without body
+// before the response is written, its request context is per connection
+// (cancelled when the server closes the connection), and it never sniffs
+// Content-Type. [Listener.Update] swaps the chain table atomically:
 // new connections use the new chains while existing connections finish on
 // the chain they were accepted on.
 //

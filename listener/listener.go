@@ -74,6 +74,7 @@ type Listener struct {
 	acceptWG sync.WaitGroup // the accept loop in Serve
 	connWG   sync.WaitGroup // per-connection inspector goroutines
 	srvWG    sync.WaitGroup // one http.Server.Serve goroutine per chain
+	h1       h1Conns        // connections on the HTTP/1.1 fast path
 
 	cxTotal    atomic.Uint64
 	cxActive   atomic.Int64
@@ -100,6 +101,7 @@ type chain struct {
 	match    ChainMatch
 	tls      *tls.Config
 	srv      *http.Server
+	h1       *h1Server // nil: plaintext HTTP/1 goes to srv too
 	ln       *chanListener
 	observer Observer
 	active   atomic.Int64 // open connections
@@ -151,14 +153,14 @@ func (l *Listener) build(cfg *Config) (*table, error) {
 	}
 	for i := range cfg.FilterChains {
 		path := "filter_chains[" + strconv.Itoa(i) + "]"
-		ch, err := l.buildChain(&cfg.FilterChains[i], path, cfg.Observer, errLog)
+		ch, err := l.buildChain(&cfg.FilterChains[i], path, cfg.Observer, errLog, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
 		t.chains = append(t.chains, ch)
 	}
 	if cfg.DefaultFilterChain != nil {
-		ch, err := l.buildChain(cfg.DefaultFilterChain, "default_filter_chain", cfg.Observer, errLog)
+		ch, err := l.buildChain(cfg.DefaultFilterChain, "default_filter_chain", cfg.Observer, errLog, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +194,7 @@ func orDefault(v, def time.Duration) time.Duration {
 	return v
 }
 
-func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog *log.Logger) (*chain, error) {
+func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog *log.Logger, logger *slog.Logger) (*chain, error) {
 	ch := &chain{
 		name:     chainName(fc, path),
 		match:    cloneMatch(fc.Match),
@@ -230,6 +232,15 @@ func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog
 		Protocols:      &protos,
 		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: int(hc.MaxConcurrentStreams)},
 		ErrorLog:       errLog,
+	}
+	if ch.tls == nil && !hc.StdlibHTTP1 && !testStdlibHTTP1 {
+		ch.h1 = &h1Server{
+			handler:        h,
+			maxHeaderBytes: int64(h.maxHeaderBytes) + 4096, // as net/http
+			idle:           idle,
+			headersTimeout: hc.RequestHeadersTimeout,
+			logger:         logger,
+		}
 	}
 	return ch, nil
 }
@@ -405,7 +416,15 @@ func (l *Listener) attach(ch *chain, c net.Conn, prefix []byte) *trackedConn {
 	return &trackedConn{Conn: c, prefix: prefix, cs: ch, l: l}
 }
 
+// deliver hands c to its chain: to the HTTP/1.1 fast path for plaintext
+// connections when the chain has one, else to the chain's http.Server.
 func (l *Listener) deliver(ch *chain, c net.Conn) {
+	if tc, ok := c.(*trackedConn); ok && ch.h1 != nil && !tc.h2 {
+		tc.h2 = true // if it comes back, it is for HTTP/2
+		l.h1.wg.Add(1)
+		go l.serveH1(ch, tc)
+		return
+	}
 	if !ch.ln.push(c) {
 		c.Close()
 	}
@@ -476,7 +495,11 @@ func (l *Listener) liveChains() []*chain {
 // Close, is harmless.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.beginClose()
+	// Before the servers' shutdown hooks run, so that a response written
+	// once they ran carries Connection: close on both paths.
+	l.h1.drain()
 	var wg sync.WaitGroup
+	wg.Go(func() { l.h1.wait(ctx) })
 	for _, ch := range l.liveChains() {
 		wg.Go(func() {
 			if err := ch.srv.Shutdown(ctx); err != nil {
@@ -493,12 +516,17 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 }
 
 // Close stops accepting and closes every connection at once, then waits for
-// the listener's goroutines. It is idempotent and always returns nil.
+// the listener's goroutines, including handlers running on the HTTP/1.1
+// fast path (their request context is cancelled and their connection
+// closed, so a handler that honours either returns). It is idempotent and
+// always returns nil.
 func (l *Listener) Close() error {
 	l.beginClose()
+	l.h1.closeAll()
 	for _, ch := range l.liveChains() {
 		ch.srv.Close()
 	}
+	l.h1.wg.Wait()
 	l.srvWG.Wait()
 	return nil
 }
