@@ -137,6 +137,12 @@ func (x *Exchange) initOut(r *http.Request) {
 		x.out.Header = make(http.Header)
 	}
 	x.out.RequestURI = ""
+	if r.ContentLength == 0 {
+		// No body bytes will come: HTTP/2 servers still hand out an open
+		// (empty) body, which would make the request look like a stream
+		// to transports.
+		x.out.Body = http.NoBody
+	}
 	x.Out = &x.out
 }
 
