@@ -609,7 +609,9 @@ func (g *Gateway) removeListenerLocked(name string) {
 	for _, h := range ll.hcms {
 		delete(g.hcms, h)
 	}
+	g.wg.Add(1)
 	go func() {
+		defer g.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		ll.l.Shutdown(ctx)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -415,4 +416,53 @@ func labelsMatch(got []*dto.LabelPair, want map[string]string) bool {
 		}
 	}
 	return n == len(want)
+}
+
+// TestNoGoroutineLeak serves traffic, replaces and removes a listener and
+// a cluster, shuts down, and requires the goroutine count to come back.
+func TestNoGoroutineLeak(t *testing.T) {
+	origin := startOrigin(t, hello("origin"))
+	before := runtime.NumGoroutine()
+	g, err := New(simpleConfig(origin), Options{Admin: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx) }()
+	addr := g.ListenerAddr("ingress").String()
+	tr := &http.Transport{}
+	for i := range 20 {
+		if i == 10 {
+			next := simpleConfig(origin)
+			next.Clusters[0].ConnectTimeout = time.Second // a new cluster object
+			next.Listeners = append(next.Listeners, next.Listeners[0])
+			next.Listeners[1].Name = "second"
+			if err := g.Apply(next); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.RemoveListener("second"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := (&http.Client{Transport: tr}).Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	tr.CloseIdleConnections()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("got %d goroutines after shutdown, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
 }
