@@ -23,6 +23,8 @@ import (
 
 	"github.com/porticoproxy/portico"
 	"github.com/porticoproxy/portico/cluster"
+	"github.com/porticoproxy/portico/filter"
+	"github.com/porticoproxy/portico/filter/accesslog"
 	"github.com/porticoproxy/portico/listener"
 	"github.com/porticoproxy/portico/route"
 )
@@ -61,6 +63,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- *por
 	var certs certFlag
 	fs.Var(&certs, "cert", "CERT_FILE,KEY_FILE for the HTTPS listener; repeat for several, chosen by SNI")
 	statsPrefix := fs.String("stats-prefix", "portico", "prefix of metric names (envoy for Envoy's)")
+	accessLog := fs.String("access-log", "", "write Envoy-format access logs to this file (- for stdout)")
 	timeout := fs.Duration("route-timeout", 15*time.Second, "route timeout (Envoy's default 15s); 0 disables it, as long streams need")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -91,7 +94,25 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- *por
 		proto = cluster.HTTP2
 	}
 
-	httpChain := listener.FilterChain{Name: "http", HTTP: &listener.HTTPConfig{StatPrefix: "ingress_http", RouteConfig: "local"}}
+	var filters []filter.Filter
+	if *accessLog != "" {
+		out := stdout
+		if *accessLog != "-" {
+			f, err := os.OpenFile(*accessLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			out = f
+		}
+		al, err := accesslog.New(accesslog.Config{Output: out})
+		if err != nil {
+			return err
+		}
+		defer al.Close()
+		filters = append(filters, al)
+	}
+	httpChain := listener.FilterChain{Name: "http", HTTP: &listener.HTTPConfig{StatPrefix: "ingress_http", RouteConfig: "local", Filters: filters}}
 	cfg := portico.Config{
 		Listeners: []listener.Config{{Name: "http", Address: *listen, FilterChains: []listener.FilterChain{httpChain}}},
 		Routes: []route.Config{{
@@ -111,7 +132,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- *por
 			FilterChains: []listener.FilterChain{{
 				Name: "https",
 				TLS:  &listener.TLSConfig{Certificates: certs},
-				HTTP: &listener.HTTPConfig{StatPrefix: "ingress_https", RouteConfig: "local"},
+				HTTP: &listener.HTTPConfig{StatPrefix: "ingress_https", RouteConfig: "local", Filters: filters},
 			}},
 		})
 	}

@@ -287,7 +287,8 @@ func TestQuickstartGRPC(t *testing.T) {
 }
 
 func TestQuickstartDemoUpstream(t *testing.T) {
-	gw := startQuickstart(t)
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	gw := startQuickstart(t, "-access-log", logFile)
 	resp, err := http.Get("http://" + gw.ListenerAddr("http").String() + "/sse?n=2")
 	if err != nil {
 		t.Fatal(err)
@@ -296,5 +297,18 @@ func TestQuickstartDemoUpstream(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if !bytes.Contains(body, []byte("data: event 2 of 2")) {
 		t.Errorf("got %q, want two SSE events", body)
+	}
+	// The access log line is written by a background writer: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	var log []byte
+	for time.Now().Before(deadline) {
+		log, _ = os.ReadFile(logFile)
+		if len(log) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !bytes.Contains(log, []byte(`"GET /sse?n=2 HTTP/1.1" 200 - 0 `)) {
+		t.Errorf("access log %q lacks the request in Envoy's default format", log)
 	}
 }
