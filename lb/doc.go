@@ -8,8 +8,19 @@
 // can take the request. A [PickResult] may carry a Done callback, bound
 // once per endpoint, that feeds least-request counters and passive health.
 //
-// [NewRoundRobin] is the default balancer. Other policies (least request,
-// ring hash, Maglev, priority and locality failover, slow start) are new
+// [NewRoundRobin] is the default balancer. The others follow Envoy's
+// policies and defaults:
+//
+//   - [NewLeastRequest]: power of two choices over active request counts,
+//     active_request_bias when weights differ (LEAST_REQUEST).
+//   - [NewRandom]: uniform or weighted random, no shared state (RANDOM).
+//   - [NewRingHash]: consistent hashing of [PickInfo.Hash] on a ketama
+//     ring hashed with xxHash64 (RING_HASH).
+//   - [NewMaglev]: consistent hashing through a Maglev lookup table,
+//     O(1) picks (MAGLEV).
+//
+// All of them balance over the healthy endpoints of the highest priority
+// level that has any. Locality failover and slow start would be further
 // Balancer implementations behind the same interfaces.
 //
 // Use:
