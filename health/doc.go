@@ -1,0 +1,36 @@
+// Package health owns active health checking: probing each endpoint of a
+// cluster on a timer and deciding, with Envoy's thresholds, whether it is
+// healthy.
+//
+// A [Checker] probes one address once. [HTTP], [TCP] and [GRPC] follow
+// Envoy's http_health_check, tcp_health_check and grpc_health_check;
+// [CheckerFunc] adapts any function.
+//
+// A [Monitor] runs one goroutine per endpoint of one cluster. Its owner
+// feeds it addresses serially with [Monitor.SetEndpoints], which starts
+// and joins those goroutines, and learns of changes through the onChange
+// callback given to [NewMonitor]; the data path may read [Monitor.Status]
+// without locking. The first check of an endpoint runs at once and its
+// result decides (Unknown becomes Healthy or Unhealthy); after that a
+// status flips only after UnhealthyThreshold consecutive failures or
+// HealthyThreshold consecutive successes. Check intervals, edge intervals,
+// jitter and the slower no-traffic interval follow Envoy; see [Config].
+//
+// The package does not import cluster: a cluster owns a Monitor and maps
+// [Status] onto its endpoints' health.
+//
+// Use:
+//
+//	m, err := health.NewMonitor("api", health.Config{
+//		Checker:  &health.HTTP{Path: "/healthz"},
+//		Interval: 5 * time.Second,
+//	}, func(ev health.Event) {
+//		updates <- ev // must not block; the owner applies it serially
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	defer m.Close()
+//	m.SetEndpoints([]string{"10.0.0.1:8080", "10.0.0.2:8080"})
+//	m.SetTraffic(true) // on the cluster's first request
+package health
