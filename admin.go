@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/porticoproxy/portico/listener"
 	"github.com/porticoproxy/portico/route"
@@ -17,6 +20,7 @@ import (
 // AdminHandler returns the admin API (Envoy's admin endpoints):
 //
 //	GET  /ready               200 LIVE, or 503 when draining or failing health checks
+//	GET  /stats               Envoy-named stats as "name: value" lines (?format=json, ?filter=RE2, ?usedonly)
 //	GET  /stats/prometheus    Envoy-named stats in Prometheus text format
 //	GET  /config_dump         the live configuration as JSON, with versions
 //	GET  /clusters            clusters and their endpoints (?format=json)
@@ -29,6 +33,7 @@ import (
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", g.adminIndex)
+	mux.HandleFunc("/stats", g.adminStats)
 	mux.HandleFunc("/ready", g.adminReady)
 	mux.Handle("/stats/prometheus", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/config_dump", g.adminConfigDump)
@@ -72,6 +77,7 @@ func (g *Gateway) adminIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprint(w, `admin commands are:
   /ready: print server state, 200 when live
+  /stats: print server stats (?format=json, ?filter=<regex>, ?usedonly)
   /stats/prometheus: print server stats in prometheus format
   /config_dump: dump current configuration
   /clusters: upstream cluster status
@@ -283,4 +289,121 @@ func (g *Gateway) adminListeners(w http.ResponseWriter, r *http.Request) {
 	for _, l := range ls {
 		fmt.Fprintf(w, "%s::%s\n", l.Name, l.Address)
 	}
+}
+
+type statValue struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+}
+
+// adminStats serves Envoy's /stats: counters and gauges under their dotted
+// Envoy names, rebuilt from the Prometheus families and their tag labels.
+// Histograms are left out.
+func (g *Gateway) adminStats(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var re *regexp.Regexp
+	if f := q.Get("filter"); f != "" {
+		var err error
+		if re, err = regexp.Compile(f); err != nil {
+			http.Error(w, fmt.Sprintf("invalid filter regex: %v", err), http.StatusBadRequest)
+			return
+		}
+	}
+	_, usedOnly := q["usedonly"]
+	fams, err := g.metrics.reg.Gather()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	stats := envoyStats(g.metrics.prefix, fams)
+	kept := stats[:0]
+	for _, s := range stats {
+		if (re == nil || re.MatchString(s.Name)) && (!usedOnly || s.Value != 0) {
+			kept = append(kept, s)
+		}
+	}
+	if q.Get("format") == "json" {
+		writeJSON(w, map[string][]statValue{"stats": kept})
+		return
+	}
+	var b strings.Builder
+	for _, s := range kept {
+		b.WriteString(s.Name)
+		b.WriteString(": ")
+		b.WriteString(strconv.FormatFloat(s.Value, 'f', -1, 64))
+		b.WriteByte('\n')
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, b.String())
+}
+
+// untaggedScopes are the Envoy scopes of families without a tag label,
+// longest first: server_uptime is server.uptime.
+var untaggedScopes = []string{"cluster_manager", "server"}
+
+// envoyStats turns the families named <prefix>_... back into Envoy's
+// dotted stat names, sorted by name.
+func envoyStats(prefix string, fams []*dto.MetricFamily) []statValue {
+	p := prefix + "_"
+	tag := func(name string) string { return p + name }
+	var out []statValue
+	for _, f := range fams {
+		name, ok := strings.CutPrefix(f.GetName(), p)
+		if !ok {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var v float64
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				v = m.GetCounter().GetValue()
+			case dto.MetricType_GAUGE:
+				v = m.GetGauge().GetValue()
+			default:
+				continue
+			}
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			out = append(out, statValue{Name: envoyName(name, labels, tag), Value: v})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// envoyName rebuilds one stat's Envoy name from its family name (without
+// the prefix) and its labels.
+func envoyName(name string, labels map[string]string, tag func(string) string) string {
+	scoped := false
+	for _, sc := range []struct{ scope, label string }{
+		{"cluster", "cluster_name"},
+		{"http", "http_conn_manager_prefix"},
+		{"listener", "listener_address"},
+	} {
+		v, ok := labels[tag(sc.label)]
+		if rest, cut := strings.CutPrefix(name, sc.scope+"_"); ok && cut {
+			name = sc.scope + "." + v + "." + rest
+			scoped = true
+			break
+		}
+	}
+	if !scoped {
+		for _, sc := range untaggedScopes {
+			if rest, cut := strings.CutPrefix(name, sc+"_"); cut {
+				name = sc + "." + rest
+				break
+			}
+		}
+	}
+	if v, ok := labels[tag("response_code_class")]; ok {
+		if base, cut := strings.CutSuffix(name, "_xx"); cut {
+			name = base + "_" + v + "xx"
+		}
+	}
+	if v, ok := labels[tag("response_code")]; ok {
+		name += "_" + v
+	}
+	return name
 }

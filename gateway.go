@@ -108,7 +108,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		g.log = slog.New(slog.DiscardHandler)
 	}
 	g.clusters.Store(&clusterSet{byName: map[string]*liveCluster{}})
-	g.metrics = newMetrics(opts.StatsPrefix, func() float64 { return float64(len(g.clusters.Load().byName)) })
+	g.metrics = newMetrics(opts.StatsPrefix, func() float64 { return float64(len(g.clusters.Load().byName)) }, &g.draining)
 	g.serveCtx, g.stopServe = context.WithCancel(context.Background())
 	if err := g.Apply(cfg); err != nil {
 		g.Close()

@@ -174,7 +174,7 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 	if err != nil {
 		return nil, upstreamFailure(st, err)
 	}
-	st.rqXX.inc(resp.StatusCode)
+	st.charge(resp.StatusCode)
 	st.rqTime.Observe(float64(time.Since(x.UpstreamStart)) / float64(time.Millisecond))
 	removeHopHeaders(resp)
 	r.RewriteResponse(resp.Header, x.In, x.Endpoint)

@@ -2,7 +2,10 @@ package portico
 
 import (
 	"runtime"
+	rtmetrics "runtime/metrics"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +25,8 @@ var rqTimeBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 
 //	<prefix>_http_downstream_rq_total{<prefix>_http_conn_manager_prefix}
 //	<prefix>_http_downstream_rq_xx{<prefix>_response_code_class, <prefix>_http_conn_manager_prefix}
 //	<prefix>_cluster_upstream_rq_total{<prefix>_cluster_name}
+//	<prefix>_cluster_upstream_rq{<prefix>_response_code, <prefix>_cluster_name}
+//	<prefix>_cluster_upstream_rq_completed{<prefix>_cluster_name}
 //	<prefix>_listener_downstream_cx_total{<prefix>_listener_address}
 //
 // Children are bound once per listener, connection manager and cluster, so
@@ -41,6 +46,8 @@ type metrics struct {
 	lisCxActive  *prometheus.GaugeVec
 	cluRqTotal   *prometheus.CounterVec
 	cluRqXX      *prometheus.CounterVec
+	cluRqCode    *prometheus.CounterVec
+	cluRqDone    *prometheus.CounterVec
 	cluRqTime    *prometheus.HistogramVec
 	cluRqActive  *prometheus.GaugeVec
 	cluRqTimeout *prometheus.CounterVec
@@ -50,7 +57,7 @@ type metrics struct {
 	uptime       prometheus.GaugeFunc
 }
 
-func newMetrics(prefix string, clusters func() float64) *metrics {
+func newMetrics(prefix string, clusters func() float64, draining *atomic.Bool) *metrics {
 	if prefix == "" {
 		prefix = DefaultStatsPrefix
 	}
@@ -85,6 +92,8 @@ func newMetrics(prefix string, clusters func() float64) *metrics {
 	m.lisCxActive = gauge("listener_downstream_cx_active", "Active connections.", p("listener_address"))
 	m.cluRqTotal = counter("cluster_upstream_rq_total", "Total upstream requests.", cl)
 	m.cluRqXX = counter("cluster_upstream_rq_xx", "Upstream requests by response code class.", class, cl)
+	m.cluRqCode = counter("cluster_upstream_rq", "Upstream requests by response code.", p("response_code"), cl)
+	m.cluRqDone = counter("cluster_upstream_rq_completed", "Upstream requests completed with a response.", cl)
 	m.cluRqTime = hist("cluster_upstream_rq_time", "Upstream request time to response headers, milliseconds.", cl)
 	m.cluRqActive = gauge("cluster_upstream_rq_active", "Active upstream requests.", cl)
 	m.cluRqTimeout = counter("cluster_upstream_rq_timeout", "Upstream requests that timed out.", cl)
@@ -98,8 +107,28 @@ func newMetrics(prefix string, clusters func() float64) *metrics {
 	m.reg.MustRegister(m.uptime)
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: p("server_concurrency"), Help: "GOMAXPROCS."},
 		func() float64 { return float64(runtime.GOMAXPROCS(0)) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: p("server_live"), Help: "1 while the server is not draining."},
+		func() float64 {
+			if draining.Load() {
+				return 0
+			}
+			return 1
+		}))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: p("server_memory_allocated"), Help: "Bytes of allocated heap objects."},
+		heapObjectBytes))
 	m.reg.MustRegister(collectors.NewGoCollector())
 	return m
+}
+
+// heapObjectBytes reads the bytes of live and not yet swept heap objects,
+// the Go counterpart of Envoy's server.memory_allocated.
+func heapObjectBytes() float64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	rtmetrics.Read(s)
+	if s[0].Value.Kind() != rtmetrics.KindUint64 {
+		return 0
+	}
+	return float64(s[0].Value.Uint64())
 }
 
 // classStats are counters bound per response code class (1xx..5xx).
@@ -153,6 +182,32 @@ type clusterStats struct {
 	cxFail    prometheus.Counter
 	noHealthy prometheus.Counter
 	rqXX      classStats
+	rqDone    prometheus.Counter
+
+	name   string
+	byCode *prometheus.CounterVec
+	codes  [500]atomic.Pointer[prometheus.Counter] // status 100..599, bound on first use
+}
+
+// charge counts one upstream response: its class, its code and completion.
+// After a code's first use this is lock-free and allocation-free.
+func (s *clusterStats) charge(status int) {
+	s.rqXX.inc(status)
+	s.rqDone.Inc()
+	if status < 100 || status > 599 {
+		return
+	}
+	slot := &s.codes[status-100]
+	c := slot.Load()
+	if c == nil {
+		bound := s.byCode.WithLabelValues(strconv.Itoa(status), s.name)
+		if !slot.CompareAndSwap(nil, &bound) {
+			c = slot.Load()
+		} else {
+			c = &bound
+		}
+	}
+	(*c).Inc()
 }
 
 func (m *metrics) cluster(name string) *clusterStats {
@@ -164,6 +219,9 @@ func (m *metrics) cluster(name string) *clusterStats {
 		cxFail:    m.cluCxFail.WithLabelValues(name),
 		noHealthy: m.cluNoHealthy.WithLabelValues(name),
 		rqXX:      bindClasses(m.cluRqXX, name),
+		rqDone:    m.cluRqDone.WithLabelValues(name),
+		name:      name,
+		byCode:    m.cluRqCode,
 	}
 }
 
