@@ -285,24 +285,10 @@ func TestAdmin(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(admin + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { t.Helper(); return httpGet(t, admin+path) }
 
 	t.Run("prometheus", func(t *testing.T) {
-		_, body := get("/stats/prometheus")
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
-		if err != nil {
-			t.Fatalf("parse: %v", err)
-		}
+		fams := scrape(t, admin)
 		want := []struct {
 			name   string
 			labels map[string]string
@@ -465,4 +451,28 @@ func TestNoGoroutineLeak(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("got %d goroutines after shutdown, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// httpGet fetches url and returns its status and body.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// scrape parses the admin API's /stats/prometheus page.
+func scrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
+	t.Helper()
+	_, body := httpGet(t, admin+"/stats/prometheus")
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /stats/prometheus: %v", err)
+	}
+	return fams
 }

@@ -8,9 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/porticoproxy/portico/cluster"
 	"github.com/porticoproxy/portico/route"
 )
@@ -51,24 +48,10 @@ func TestPerCodeStatsAndStatsEndpoint(t *testing.T) {
 	}
 	send("/empty", 503)
 
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(admin + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { t.Helper(); return httpGet(t, admin+path) }
 
 	t.Run("prometheus per-code families", func(t *testing.T) {
-		_, body := get("/stats/prometheus")
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
-		if err != nil {
-			t.Fatalf("parse: %v", err)
-		}
+		fams := scrape(t, admin)
 		value := func(name string, labels map[string]string) (float64, bool) {
 			fam := fams[name]
 			if fam == nil {
