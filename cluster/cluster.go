@@ -46,6 +46,11 @@ type Request struct {
 	// an upgraded connection outlives the exchange.
 	Deadline time.Time
 
+	// Exclude is the address of an endpoint to avoid when another can
+	// take the request: the endpoint the previous attempt used (Envoy's
+	// previous_hosts retry host predicate). Empty for none.
+	Exclude string
+
 	// Endpoint is set by Send to the address of the endpoint used, or left
 	// empty when none was picked.
 	Endpoint string
@@ -72,6 +77,8 @@ type Cluster struct {
 
 	closed atomic.Bool
 
+	breakers breakers
+
 	mu        sync.Mutex // serializes balancer updates (control path only)
 	balancer  lb.Balancer
 	endpoints atomic.Pointer[[]Endpoint]
@@ -92,6 +99,7 @@ func New(cfg Config) (*Cluster, error) {
 		cfg.TLS = &t
 	}
 	c := &Cluster{cfg: cfg, scheme: "http", dialer: cfg.Dialer}
+	c.breakers.limits = cfg.CircuitBreakers.Default
 	if c.dialer == nil {
 		d := &net.Dialer{} // TCP keep-alive on, at Go's default period
 		c.dialer = d.DialContext
@@ -225,7 +233,11 @@ func (c *Cluster) Send(r *Request) (*http.Response, error) {
 	if req == nil || req.URL == nil {
 		return nil, &UpstreamError{Cluster: c.cfg.Name, Kind: ProtocolError, Err: errNoURL}
 	}
-	picked, err := c.balancer.Picker().Pick(lb.PickInfo{Request: req, Hash: r.Hash, HasHash: r.HasHash})
+	info := lb.PickInfo{Request: req, Hash: r.Hash, HasHash: r.HasHash}
+	if r.Exclude != "" {
+		info.Exclude = &lb.Endpoint{Address: r.Exclude}
+	}
+	picked, err := c.balancer.Picker().Pick(info)
 	if err != nil {
 		return nil, &UpstreamError{Cluster: c.cfg.Name, Kind: NoHealthyUpstream, Err: err}
 	}

@@ -166,6 +166,8 @@ type Config struct {
 	// TCP keep-alive. It is called with a context bounded by
 	// ConnectTimeout and must return when the context is done.
 	Dialer func(ctx context.Context, network, address string) (net.Conn, error)
+	// CircuitBreakers are the cluster's circuit-breaker thresholds.
+	CircuitBreakers CircuitBreakers
 }
 
 // Validate reports every problem with c, each naming its field path
@@ -193,6 +195,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("tls.root_cas: no PEM certificates found"))
 		}
 	}
+	errs = append(errs, c.CircuitBreakers.Default.validate("circuit_breakers.default")...)
+	errs = append(errs, c.CircuitBreakers.High.validate("circuit_breakers.high")...)
 	errs = appendEndpointErrors(errs, c.Endpoints)
 	return errors.Join(errs...)
 }
@@ -249,6 +253,8 @@ func (c Config) withDefaults() Config {
 	if c.Balancer == nil {
 		c.Balancer = lb.NewRoundRobin
 	}
+	c.CircuitBreakers.Default = c.CircuitBreakers.Default.withDefaults()
+	c.CircuitBreakers.High = c.CircuitBreakers.High.withDefaults()
 	return c
 }
 
