@@ -737,6 +737,10 @@ func TestConfigAccessors(t *testing.T) {
 		IdleTimeout:             DefaultIdleTimeout,
 		MaxIdleConnsPerEndpoint: DefaultMaxIdleConnsPerEndpoint,
 		TLS:                     &TLSConfig{ServerName: "x"},
+		CircuitBreakers: CircuitBreakers{
+			Default: Thresholds{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1024, MaxRetries: 3},
+			High:    Thresholds{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1024, MaxRetries: 3},
+		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Config() mismatch (-want +got):\n%s", diff)
