@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +36,8 @@ type Request struct {
 	Hash    uint64
 	HasHash bool
 	// AutoHostRewrite sets the Host (the :authority) to the picked
-	// endpoint's address (Envoy's auto_host_rewrite).
+	// endpoint's address, or for an endpoint found by DNS to the name it
+	// was resolved from (Envoy's auto_host_rewrite).
 	AutoHostRewrite bool
 	// Deadline, when set, bounds the exchange until the response body
 	// ends (the route timeout): past it Send and body reads fail with Kind
@@ -50,6 +51,10 @@ type Request struct {
 	// take the request: the endpoint the previous attempt used (Envoy's
 	// previous_hosts retry host predicate). Empty for none.
 	Exclude string
+	// Priority is the request's routing priority (the route's priority):
+	// it selects the circuit-breaker thresholds the request counts
+	// against.
+	Priority RoutingPriority
 
 	// Endpoint is set by Send to the address of the endpoint used, or left
 	// empty when none was picked.
@@ -78,6 +83,12 @@ type Cluster struct {
 	closed atomic.Bool
 
 	breakers breakers
+	stats    clusterStats     // breaker, outlier and health-check statistics (stats.go)
+	hs       hostState        // per-endpoint state, health checks, control loop (hoststate.go)
+	outlier  *outlierDetector // nil without Config.OutlierDetection (outlier.go)
+
+	xport transportState // connection limits, counters, middleware (transport.go)
+	disc  discovery      // DNS, original-destination and DFP state (discovery.go)
 
 	mu        sync.Mutex // serializes balancer updates (control path only)
 	balancer  lb.Balancer
@@ -93,16 +104,15 @@ func New(cfg Config) (*Cluster, error) {
 	cfg = cfg.withDefaults()
 	eps := cfg.Endpoints
 	cfg.Endpoints = nil
-	if cfg.TLS != nil {
-		t := *cfg.TLS
-		t.RootCAs = bytes.Clone(t.RootCAs)
-		cfg.TLS = &t
-	}
+	cfg.TLS = cfg.TLS.clone()
 	c := &Cluster{cfg: cfg, scheme: "http", dialer: cfg.Dialer}
-	c.breakers.limits = cfg.CircuitBreakers.Default
+	if err := c.initHosts(); err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cfg.Name, err)
+	}
 	if c.dialer == nil {
-		d := &net.Dialer{} // TCP keep-alive on, at Go's default period
-		c.dialer = d.DialContext
+		// TCP keep-alive on, at Go's default period unless TCPKeepalive
+		// says otherwise.
+		c.dialer = defaultDialer(cfg.TCPKeepalive)
 	}
 	protocols := new(http.Protocols)
 	c.transport = &http.Transport{
@@ -124,31 +134,29 @@ func New(cfg Config) (*Cluster, error) {
 		protocols.SetHTTP2(true)
 	}
 	if cfg.TLS != nil {
-		roots, err := cfg.TLS.rootPool()
+		tc, err := cfg.TLS.clientConfig(cfg.Protocol)
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", cfg.Name, err)
 		}
-		alpn := []string{"http/1.1"}
-		if cfg.Protocol == HTTP2 {
-			alpn = []string{"h2"}
-		}
-		c.tlsConfig = &tls.Config{
-			ServerName:         cfg.TLS.ServerName,
-			RootCAs:            roots,
-			InsecureSkipVerify: cfg.TLS.InsecureSkipVerify,
-			NextProtos:         alpn,
-			MinVersion:         tls.VersionTLS12,
-		}
+		c.tlsConfig = tc
 		c.scheme = "https"
 		c.transport.DialTLSContext = c.dialTLSContext
 	}
 	if cfg.Protocol == HTTP1 && cfg.TLS == nil {
 		c.h1 = newH1Pool(c)
 	}
-	c.balancer = cfg.Balancer()
+	if err := c.initTransport(); err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cfg.Name, err)
+	}
+	var err error
+	if c.balancer, eps, err = c.initDiscovery(eps); err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cfg.Name, err)
+	}
 	if err := c.UpdateEndpoints(eps); err != nil {
+		c.stopDiscovery()
 		return nil, err
 	}
+	c.startDiscovery()
 	return c, nil
 }
 
@@ -156,15 +164,13 @@ func New(cfg Config) (*Cluster, error) {
 func (c *Cluster) Name() string { return c.cfg.Name }
 
 // Config returns the cluster's configuration with defaults applied and
-// Endpoints set to the current endpoint set. The result is a copy.
+// Endpoints set to the current endpoint set (for StrictDNS and
+// LogicalDNS, the configured names). The result is a copy.
 func (c *Cluster) Config() Config {
 	cfg := c.cfg
-	cfg.Endpoints = c.Endpoints()
-	if cfg.TLS != nil {
-		t := *cfg.TLS
-		t.RootCAs = bytes.Clone(t.RootCAs)
-		cfg.TLS = &t
-	}
+	cfg.Endpoints = c.configEndpoints()
+	cfg.TLS = cfg.TLS.clone()
+	cfg.Middleware = slices.Clone(cfg.Middleware)
 	return cfg
 }
 
@@ -189,25 +195,33 @@ func (c *Cluster) UpdateEndpoints(eps []Endpoint) error {
 	if own == nil {
 		own = []Endpoint{}
 	}
-	view := make([]lb.Endpoint, len(own))
-	for i := range own {
-		ep := &own[i]
-		view[i] = lb.Endpoint{
-			Address:  ep.Address,
-			Weight:   ep.Weight,
-			Priority: ep.Priority,
-			Locality: ep.Locality,
-			Healthy:  ep.Health.usable(),
-		}
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.balancer.Update(view)
 	c.endpoints.Store(&own)
+	c.syncHosts(own)
+	c.republish(true) // the balancer gets own, health checks and ejections applied
 	if c.h1 != nil {
 		c.h1.retire(own)
 	}
 	return nil
+}
+
+// lbView is the balancer's view of eps, with discovery health only;
+// republish applies active health checks and outlier ejections.
+func (c *Cluster) lbView(eps []Endpoint) []lb.Endpoint {
+	view := make([]lb.Endpoint, len(eps))
+	for i := range eps {
+		ep := &eps[i]
+		view[i] = lb.Endpoint{
+			Address:        ep.Address,
+			Weight:         ep.Weight,
+			Priority:       ep.Priority,
+			Locality:       ep.Locality,
+			LocalityWeight: ep.LocalityWeight,
+			Healthy:        ep.Health.usable(),
+		}
+	}
+	return view
 }
 
 // Send picks an endpoint and sends r.HTTP to it, returning the response
@@ -233,22 +247,28 @@ func (c *Cluster) Send(r *Request) (*http.Response, error) {
 	if req == nil || req.URL == nil {
 		return nil, &UpstreamError{Cluster: c.cfg.Name, Kind: ProtocolError, Err: errNoURL}
 	}
+	adm, err := c.admit(r)
+	if err != nil {
+		return nil, err
+	}
 	info := lb.PickInfo{Request: req, Hash: r.Hash, HasHash: r.HasHash}
 	if r.Exclude != "" {
 		info.Exclude = &lb.Endpoint{Address: r.Exclude}
 	}
 	picked, err := c.balancer.Picker().Pick(info)
 	if err != nil {
+		adm.abort()
 		return nil, &UpstreamError{Cluster: c.cfg.Name, Kind: NoHealthyUpstream, Err: err}
 	}
 	addr := picked.Endpoint.Address
+	adm.picked(addr)
 	r.Endpoint = addr
 	r.Attempts = 1
 	req.URL.Scheme = c.scheme
 	req.URL.Host = addr
 	req.RequestURI = ""
 	if r.AutoHostRewrite {
-		req.Host = addr
+		req.Host = c.rewriteHost(addr)
 	}
 
 	var start time.Time
@@ -257,7 +277,12 @@ func (c *Cluster) Send(r *Request) (*http.Response, error) {
 	}
 	var resp *http.Response
 	deadline := r.Deadline
-	if c.h1 != nil && h1Eligible(req) {
+	if c.xport.wrapped { // middleware or per-connection limits
+		if isUpgrade(req) {
+			deadline = time.Time{}
+		}
+		resp, err = c.sendWrapped(req, deadline)
+	} else if c.h1 != nil && h1Eligible(req) {
 		resp, err = c.h1.roundTrip(req.Context(), req, addr, deadline)
 	} else if !deadline.IsZero() && !isUpgrade(req) {
 		resp, err = c.roundTripDeadline(req, deadline)
@@ -273,17 +298,22 @@ func (c *Cluster) Send(r *Request) (*http.Response, error) {
 			Kind:     classify(err, ctxErr),
 			Err:      wrapCtxErr(err, ctxErr),
 		}
+		adm.failed(ue.Kind)
 		if picked.Done != nil {
 			picked.Done(lb.DoneInfo{Err: ue, Duration: time.Since(start)})
 		}
 		return nil, ue
 	}
+	track := trackBody(resp)
+	adm.responded(resp.StatusCode, track)
 	if picked.Done != nil {
 		if resp.StatusCode == http.StatusSwitchingProtocols || resp.Body == nil || resp.Body == http.NoBody {
 			picked.Done(lb.DoneInfo{Status: resp.StatusCode, Duration: time.Since(start)})
 		} else {
-			resp.Body = &doneBody{rc: resp.Body, done: picked.Done, start: start, status: resp.StatusCode}
+			resp.Body = &doneBody{rc: resp.Body, done: picked.Done, start: start, status: resp.StatusCode, adm: adm, track: track}
 		}
+	} else if track {
+		resp.Body = &doneBody{rc: resp.Body, adm: adm, track: true}
 	}
 	return resp, nil
 }
@@ -350,9 +380,12 @@ func (c *Cluster) CloseIdleConnections() {
 // Requests in flight finish; later Sends fail with Kind NoHealthyUpstream
 // wrapping ErrClosed. Close is idempotent; each call closes the idle
 // connections again, including those released by requests that were in
-// flight at an earlier call. It always returns nil.
+// flight at an earlier call. It stops the discovery source's goroutines
+// and waits for them. It always returns nil.
 func (c *Cluster) Close() error {
 	c.closed.Store(true)
+	c.stopDiscovery()
+	c.stopHosts()
 	c.transport.CloseIdleConnections()
 	if c.h1 != nil {
 		c.h1.closeIdle(true)
@@ -365,7 +398,7 @@ func (c *Cluster) Close() error {
 func (c *Cluster) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	conn, err := c.dialer(dctx, network, addr)
+	conn, err := c.dialConn(dctx, network, addr)
 	if err != nil {
 		return nil, c.connectErr(ctx, dctx, err)
 	}
@@ -377,13 +410,13 @@ func (c *Cluster) dialContext(ctx context.Context, network, addr string) (net.Co
 func (c *Cluster) dialTLSContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	raw, err := c.dialer(dctx, network, addr)
+	raw, err := c.dialConn(dctx, network, addr)
 	if err != nil {
 		return nil, c.connectErr(ctx, dctx, err)
 	}
 	cfg := c.tlsConfig
 	if cfg.ServerName == "" {
-		host, _, err := net.SplitHostPort(addr)
+		host, err := c.serverName(addr)
 		if err != nil {
 			raw.Close()
 			return nil, &connectError{err: err}
@@ -394,6 +427,7 @@ func (c *Cluster) dialTLSContext(ctx context.Context, network, addr string) (net
 	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(dctx); err != nil {
 		raw.Close()
+		c.xport.stats.connectFail.Add(1)
 		return nil, c.connectErr(ctx, dctx, fmt.Errorf("tls handshake: %w", err))
 	}
 	return tc, nil
@@ -409,12 +443,15 @@ func (c *Cluster) connectErr(parent, dctx context.Context, err error) error {
 }
 
 // doneBody reports the end of a response body to the balancer's Done
-// callback exactly once: at EOF, on a read error, or at Close.
+// callback and, when track is set, to the circuit breakers, exactly once:
+// at EOF, on a read error, or at Close.
 type doneBody struct {
 	rc     io.ReadCloser
-	done   func(lb.DoneInfo)
+	done   func(lb.DoneInfo) // nil when the body is only tracked
 	start  time.Time
 	status int
+	adm    admission // ended with the body when track is set
+	track  bool
 	fired  atomic.Bool
 }
 
@@ -438,6 +475,11 @@ func (b *doneBody) Close() error {
 
 func (b *doneBody) finish(err error) {
 	if b.fired.CompareAndSwap(false, true) {
-		b.done(lb.DoneInfo{Err: err, Status: b.status, Duration: time.Since(b.start)})
+		if b.track {
+			b.adm.end()
+		}
+		if b.done != nil {
+			b.done(lb.DoneInfo{Err: err, Status: b.status, Duration: time.Since(b.start)})
+		}
 	}
 }

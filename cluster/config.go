@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/porticoproxy/portico/health"
 	"github.com/porticoproxy/portico/lb"
 )
 
@@ -110,6 +113,11 @@ type Endpoint struct {
 	Priority uint32
 	// Locality names the endpoint's locality (region/zone/sub-zone).
 	Locality string
+	// LocalityWeight is the weight of the endpoint's locality within its
+	// priority level (Envoy's LocalityLbEndpoints.load_balancing_weight);
+	// see lb.Endpoint.LocalityWeight. Zero everywhere means no locality
+	// weighting.
+	LocalityWeight uint32
 	// Health is the endpoint's health status; the zero value is Unknown,
 	// which counts as healthy.
 	Health HealthStatus
@@ -134,6 +142,21 @@ type TLSConfig struct {
 	// InsecureSkipVerify disables certificate verification. It is for
 	// tests only: it makes the connection open to interception.
 	InsecureSkipVerify bool
+	// Certificate is the client certificate chain presented to endpoints
+	// (mTLS), PEM; CertificateFile is the same read from a file by New.
+	// Set one of them together with one of Key and KeyFile.
+	Certificate     []byte
+	CertificateFile string
+	// Key is the client certificate's private key, PEM; KeyFile is the
+	// same read from a file by New.
+	Key     []byte
+	KeyFile string
+	// MatchSubjectAltNames, when not empty, replaces the host name check:
+	// the endpoint's certificate must chain to the trusted roots and carry
+	// a subject alternative name matched by at least one entry (Envoy's
+	// match_typed_subject_alt_names). A mismatch fails the handshake, a
+	// connect failure.
+	MatchSubjectAltNames []SANMatcher
 }
 
 // Config describes a cluster. Zero values mean the documented defaults.
@@ -142,9 +165,10 @@ type TLSConfig struct {
 type Config struct {
 	// Name identifies the cluster in errors, logs and stats. Required.
 	Name string
-	// Endpoints is the static endpoint set. Discovery sources (DNS, EDS,
-	// original destination) replace it later through
-	// Cluster.UpdateEndpoints.
+	// Endpoints is the static endpoint set, or an EDS cluster's initial
+	// one, replaced later through Cluster.UpdateEndpoints. For StrictDNS
+	// and LogicalDNS it lists the host names to resolve; OriginalDst and
+	// DynamicForwardProxy clusters take none.
 	Endpoints []Endpoint
 	// Protocol is the upstream HTTP protocol; default HTTP1.
 	Protocol Protocol
@@ -168,6 +192,64 @@ type Config struct {
 	Dialer func(ctx context.Context, network, address string) (net.Conn, error)
 	// CircuitBreakers are the cluster's circuit-breaker thresholds.
 	CircuitBreakers CircuitBreakers
+	// OutlierDetection, when set, ejects failing endpoints from load
+	// balancing (passive health checking); nil is off, as in Envoy.
+	OutlierDetection *OutlierDetection
+	// HealthChecks are active health checks, each run against every
+	// endpoint; an endpoint takes traffic only while all of them pass.
+	// The cluster sets each check's OnCheck, calling the caller's after
+	// its own.
+	HealthChecks []health.Config
+
+	// Type is the discovery source of the cluster's endpoints; default
+	// Static. See Type for what each source needs from Endpoints.
+	Type Type
+	// Resolver resolves endpoint host names for StrictDNS and LogicalDNS;
+	// default net.DefaultResolver.
+	Resolver Resolver
+	// DNSLookupFamily selects the address families StrictDNS and
+	// LogicalDNS resolve; default DNSAuto, Envoy's default.
+	DNSLookupFamily DNSLookupFamily
+	// DNSRefreshRate is how often StrictDNS and LogicalDNS re-resolve;
+	// default DefaultDNSRefreshRate (Envoy's dns_refresh_rate, 5 s).
+	DNSRefreshRate time.Duration
+	// DNSFailureRefreshRate is the backoff after a failed resolution
+	// (Envoy's dns_failure_refresh_rate); the zero value retries at
+	// DNSRefreshRate, as Envoy does when it is unset.
+	DNSFailureRefreshRate RefreshRate
+	// RespectDNSTTL makes StrictDNS and LogicalDNS re-resolve when the
+	// answer's TTL runs out instead of at DNSRefreshRate (Envoy's
+	// respect_dns_ttl); a zero or unknown TTL falls back to DNSRefreshRate.
+	// TTLs are known to a TTLResolver, and to a *net.Resolver, which then
+	// resolves with Go's built-in DNS client.
+	RespectDNSTTL bool
+	// OriginalDst configures the OriginalDst type.
+	OriginalDst OriginalDstConfig
+	// DNSCache is the DynamicForwardProxy type's DNS cache, which several
+	// clusters may share; nil means a cache of the cluster's own with
+	// default settings, closed by Close.
+	DNSCache *DNSCache
+
+	// MaxRequestsPerConnection closes a connection once it has served
+	// this many requests (streams, for HTTP/2); zero means unlimited,
+	// Envoy's default (common_http_protocol_options).
+	MaxRequestsPerConnection uint32
+	// MaxConnectionDuration retires a connection this long after it was
+	// established: it takes no new request, and closes once idle; zero
+	// means none, Envoy's default.
+	MaxConnectionDuration time.Duration
+	// TCPKeepalive sets TCP keep-alive probing on connections made by the
+	// default dialer (Envoy's upstream_connection_options.tcp_keepalive);
+	// nil keeps Go's default keep-alive. It does not apply to Dialer.
+	TCPKeepalive *TCPKeepalive
+	// Middleware wraps every upstream attempt: Middleware[0] is the
+	// outermost, and the innermost wraps the cluster's own round trip
+	// (its synchronous HTTP/1.1 pool or its http.Transport). Each Send
+	// runs the chain once, with the request already pointed at the picked
+	// endpoint. The returned RoundTrippers are shared by all requests and
+	// must be safe for concurrent use. A middleware error is classified
+	// like a transport error; an *UpstreamError keeps its Kind.
+	Middleware []func(http.RoundTripper) http.RoundTripper
 }
 
 // Validate reports every problem with c, each naming its field path
@@ -197,7 +279,17 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.CircuitBreakers.Default.validate("circuit_breakers.default")...)
 	errs = append(errs, c.CircuitBreakers.High.validate("circuit_breakers.high")...)
+	if c.OutlierDetection != nil {
+		errs = append(errs, c.OutlierDetection.validate("outlier_detection")...)
+	}
+	for i := range c.HealthChecks {
+		if err := c.HealthChecks[i].Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("health_checks[%d]: %w", i, err))
+		}
+	}
 	errs = appendEndpointErrors(errs, c.Endpoints)
+	errs = c.appendDiscoveryErrors(errs)
+	errs = c.appendTransportErrors(errs)
 	return errors.Join(errs...)
 }
 
@@ -250,11 +342,17 @@ func (c Config) withDefaults() Config {
 	if c.MaxIdleConnsPerEndpoint == 0 {
 		c.MaxIdleConnsPerEndpoint = DefaultMaxIdleConnsPerEndpoint
 	}
-	if c.Balancer == nil {
+	if c.Balancer == nil && !c.Type.providesBalancer() {
 		c.Balancer = lb.NewRoundRobin
 	}
+	c.discoveryDefaults()
 	c.CircuitBreakers.Default = c.CircuitBreakers.Default.withDefaults()
 	c.CircuitBreakers.High = c.CircuitBreakers.High.withDefaults()
+	if c.OutlierDetection != nil {
+		od := *c.OutlierDetection // owned copy; defaults apply in newOutlierDetector
+		c.OutlierDetection = &od
+	}
+	c.HealthChecks = slices.Clone(c.HealthChecks)
 	return c
 }
 

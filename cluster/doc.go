@@ -36,6 +36,14 @@
 //	out := inbound.Clone(ctx) // the router strips hop-by-hop headers
 //	resp, err := c.Send(&cluster.Request{HTTP: out})
 //
-// Retries, per-try timeouts, circuit breakers, outlier detection and
-// health checking build on Send and UpdateEndpoints without changing them.
+// Circuit breakers ([Thresholds], per [RoutingPriority]) admit or refuse
+// each Send with lock-free counters. Every endpoint's effective health is
+// its discovery health, its active checks ([Config.HealthChecks], run by
+// health.Monitor) and outlier detection ([Config.OutlierDetection]),
+// which Send feeds with each attempt's status or error through per-
+// endpoint atomics; changes are applied by one control goroutine per
+// cluster, which republishes the balancer's endpoints. [Cluster.Stats]
+// and [Cluster.EndpointStates] expose it all under Envoy's names, for
+// the admin /clusters page and Prometheus. Retries and per-try timeouts
+// build on Send and [Cluster.AllowRetry].
 package cluster

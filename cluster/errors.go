@@ -32,8 +32,9 @@ const (
 	// Reset: the connection was reset or closed before response headers
 	// arrived, or the stream was reset (503, flag UC).
 	Reset
-	// Overflow: a circuit breaker refused the request (503, flag UO).
-	// Reserved: no circuit breakers exist yet.
+	// Overflow: a circuit breaker refused the request (503, flag UO):
+	// the error wraps ErrPendingOverflow, ErrRequestOverflow or the
+	// connection pool's max-connections error.
 	Overflow
 	// ProtocolError: the upstream sent something that is not valid HTTP
 	// (502).
@@ -131,6 +132,9 @@ func classify(err, ctxErr error) ErrorKind {
 		return Timeout
 	case ctxErr != nil:
 		return Canceled
+	}
+	if k, ok := kindOf(err); ok { // circuit breakers, DNS cache, middleware
+		return k
 	}
 	var ce *connectError
 	if errors.As(err, &ce) {

@@ -151,6 +151,10 @@ func (p *h1Pool) roundTrip(ctx context.Context, req *http.Request, addr string, 
 	}
 	e := p.endpoint(addr)
 	pc := e.pop()
+	for pc != nil && pc.expired() { // past MaxConnectionDuration
+		pc.conn.Close()
+		pc = e.pop()
+	}
 	if pc == nil {
 		return e.dialAndRoundTrip(ctx, req, deadline)
 	}
@@ -407,7 +411,9 @@ func (pc *h1Conn) release(keep bool) {
 		}
 		pc.stop = nil
 	}
-	if !keep || pc.br.Buffered() > 0 { // bytes past the response: not ours to reuse
+	// Bytes past the response are not ours to reuse; reusable applies the
+	// per-connection limits.
+	if !keep || pc.br.Buffered() > 0 || !pc.reusable() {
 		pc.conn.Close()
 		return
 	}

@@ -1,6 +1,15 @@
 package health
 
-import "context"
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"syscall"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
 
 // Checker probes one endpoint once. Check returns nil when the endpoint
 // passed the probe and an error describing the failure otherwise.
@@ -47,4 +56,30 @@ func checkName(c Checker) string {
 	default:
 		return "custom"
 	}
+}
+
+// networkFailure reports whether err means the endpoint could not be
+// reached or the connection broke, rather than an answer that failed the
+// check (Envoy's network_failure against failure).
+func networkFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, errClosedEarly),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		return true
+	}
+	if s, ok := status.FromError(err); ok {
+		switch s.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded:
+			return true
+		}
+	}
+	return false
 }

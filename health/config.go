@@ -72,6 +72,13 @@ type Config struct {
 	// Logger receives status transitions at Info and failed checks at
 	// Debug; nil discards.
 	Logger *slog.Logger
+	// OnCheck, if not nil, is called after every completed check, with
+	// From == To when the status did not change; a status change reaches
+	// NewMonitor's onChange first. It runs on the endpoint's goroutine
+	// under onChange's rules: it must not block and must not call
+	// SetEndpoints or Close. A cluster uses it to return an
+	// outlier-ejected endpoint on its first passing check, as Envoy does.
+	OnCheck func(Event)
 }
 
 // Validate reports the first field that cannot work, by name, including

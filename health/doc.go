@@ -16,6 +16,10 @@
 // HealthyThreshold consecutive successes. Check intervals, edge intervals,
 // jitter and the slower no-traffic interval follow Envoy; see [Config].
 //
+// [Config.OnCheck] sees every check's result, not only changes, and
+// [Monitor.Stats] counts checks as Envoy's health_check.* stats do
+// (attempt, success, failure, network_failure).
+//
 // The package does not import cluster: a cluster owns a Monitor and maps
 // [Status] onto its endpoints' health.
 //

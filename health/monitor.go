@@ -42,7 +42,8 @@ func (s Status) String() string {
 }
 
 // Event reports a change of an endpoint's [Status] to a Monitor's
-// onChange callback. It is a value; the callback may keep it.
+// onChange callback, and every check's result to [Config.OnCheck]. It is
+// a value; the callback may keep it.
 type Event struct {
 	// Cluster is the name given to NewMonitor.
 	Cluster string
@@ -51,9 +52,17 @@ type Event struct {
 	// From and To are the statuses before and after the check; From is
 	// Unknown for the first verdict.
 	From, To Status
-	// Err is the failure of the check that caused the change; nil when To
-	// is Healthy.
+	// Err is the failure of the check that caused the event; nil if it
+	// passed.
 	Err error
+	// NetworkFailure reports that Err is a network failure: the endpoint
+	// could not be reached, the connection broke or the check timed out
+	// (Envoy's network_failure), as opposed to an answer that failed the
+	// check, such as an unexpected HTTP status.
+	NetworkFailure bool
+	// TimedOut reports that the check failed by exceeding
+	// [Config.Timeout] (Envoy's active_hc_timeout).
+	TimedOut bool
 	// Time is when that check finished.
 	Time time.Time
 }
@@ -74,8 +83,27 @@ type EndpointStatus struct {
 	Failures  int
 	// LastError is the failure of the last check; nil if it passed.
 	LastError error
+	// TimedOut reports that the last check failed by exceeding
+	// [Config.Timeout] (Envoy's active_hc_timeout host flag).
+	TimedOut bool
 	// LastCheck is when the last check finished; zero before the first.
 	LastCheck time.Time
+}
+
+// Stats counts a Monitor's checks, after Envoy's
+// cluster.<name>.health_check.* counters. It is a value snapshot.
+type Stats struct {
+	// Attempts counts checks started and finished (attempt).
+	Attempts uint64
+	// Successes counts checks that passed (success).
+	Successes uint64
+	// Failures counts checks that failed, network failures included
+	// (failure).
+	Failures uint64
+	// NetworkFailures counts checks that failed because the endpoint could
+	// not be reached, the connection broke or the check timed out
+	// (network_failure).
+	NetworkFailures uint64
 }
 
 // Monitor actively checks the endpoints of one cluster, one goroutine per
@@ -94,6 +122,8 @@ type Monitor struct {
 	closed  bool
 	targets atomic.Pointer[map[string]*target] // replaced, never mutated
 	traffic atomic.Bool
+
+	attempts, successes, failures, networkFailures atomic.Uint64
 }
 
 // target is one checked endpoint. Its goroutine owns the counters; others
@@ -190,6 +220,16 @@ func (m *Monitor) Status(address string) Status {
 	return t.snap.Load().Status
 }
 
+// EndpointStatus returns a snapshot of address's checks. An address the
+// Monitor does not check has Status Unknown and no results. It takes no
+// lock.
+func (m *Monitor) EndpointStatus(address string) EndpointStatus {
+	if t, ok := (*m.targets.Load())[address]; ok {
+		return *t.snap.Load()
+	}
+	return EndpointStatus{Cluster: m.cluster, Endpoint: address, Check: m.check}
+}
+
 // Statuses returns a snapshot of every checked endpoint, sorted by
 // address.
 func (m *Monitor) Statuses() []EndpointStatus {
@@ -200,6 +240,16 @@ func (m *Monitor) Statuses() []EndpointStatus {
 	}
 	slices.SortFunc(out, func(a, b EndpointStatus) int { return cmp.Compare(a.Endpoint, b.Endpoint) })
 	return out
+}
+
+// Stats returns the Monitor's check counters. It takes no lock.
+func (m *Monitor) Stats() Stats {
+	return Stats{
+		Attempts:        m.attempts.Load(),
+		Successes:       m.successes.Load(),
+		Failures:        m.failures.Load(),
+		NetworkFailures: m.networkFailures.Load(),
+	}
 }
 
 // Close stops every check and waits for its goroutine, then closes the
@@ -276,6 +326,8 @@ func (m *Monitor) next(st *EndpointStatus) time.Duration {
 func (m *Monitor) checkOnce(ctx context.Context, t *target, st *EndpointStatus) bool {
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	err := m.cfg.Checker.Check(cctx, t.address)
+	// The check's own deadline, not its parent, decides a timeout.
+	timedOut := err != nil && ctx.Err() == nil && cctx.Err() == context.DeadlineExceeded
 	cancel()
 	if ctx.Err() != nil {
 		return false
@@ -283,23 +335,36 @@ func (m *Monitor) checkOnce(ctx context.Context, t *target, st *EndpointStatus) 
 	from := st.Status
 	st.LastCheck = time.Now()
 	st.LastError = err
+	st.TimedOut = timedOut
+	network := false
+	m.attempts.Add(1)
 	if err == nil {
 		st.Successes++
 		st.Failures = 0
+		m.successes.Add(1)
 	} else {
 		st.Failures++
 		st.Successes = 0
+		m.failures.Add(1)
+		if network = timedOut || networkFailure(err); network {
+			m.networkFailures.Add(1)
+		}
 		m.cfg.Logger.Debug("health check failed", "cluster", m.cluster, "endpoint", t.address, "error", err)
 	}
 	st.Status = transition(st.Status, err == nil, st.Successes, st.Failures, m.cfg.HealthyThreshold, m.cfg.UnhealthyThreshold)
 	snap := *st
 	t.snap.Store(&snap)
+	ev := Event{Cluster: m.cluster, Endpoint: t.address, From: from, To: st.Status, Err: err,
+		NetworkFailure: network, TimedOut: timedOut, Time: st.LastCheck}
 	if st.Status != from {
 		m.cfg.Logger.Info("health status changed", "cluster", m.cluster, "endpoint", t.address,
 			slog.String("from", from.String()), slog.String("to", st.Status.String()))
 		if m.onChange != nil {
-			m.onChange(Event{Cluster: m.cluster, Endpoint: t.address, From: from, To: st.Status, Err: err, Time: st.LastCheck})
+			m.onChange(ev)
 		}
+	}
+	if m.cfg.OnCheck != nil {
+		m.cfg.OnCheck(ev)
 	}
 	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // script is a fake Checker: each address fails while its entry in fail
@@ -511,6 +514,106 @@ func TestConcurrent(t *testing.T) {
 	for _, st := range m.Statuses() {
 		if st.Status != Healthy {
 			t.Errorf("%s = %v (%v), want Healthy", st.Endpoint, st.Status, st.LastError)
+		}
+	}
+}
+
+// TestOnCheckAndStats: OnCheck sees every check, changes and repeats
+// alike, and the counters follow Envoy's health_check stats.
+func TestOnCheckAndStats(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newScript()
+		var mu sync.Mutex
+		var seen []string
+		var changes events
+		m, err := NewMonitor("api", Config{
+			Checker: s, Interval: time.Second, NoTrafficInterval: time.Second, UnhealthyThreshold: 2,
+			OnCheck: func(ev Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, fmt.Sprintf("%v->%v %v", ev.From, ev.To, ev.Err != nil))
+			},
+		}, changes.add)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		const a = "a:1"
+		if got := m.EndpointStatus(a); got != (EndpointStatus{Cluster: "api", Endpoint: a, Check: "custom"}) {
+			t.Errorf("EndpointStatus of an unchecked address = %+v, want Unknown with names", got)
+		}
+		m.SetEndpoints([]string{a})
+		synctest.Wait()
+		s.set(a, true)
+		for range 2 {
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		want := []string{"Unknown->Healthy false", "Healthy->Healthy true", "Healthy->Unhealthy true"}
+		mu.Lock()
+		if diff := cmp.Diff(want, seen); diff != "" {
+			t.Errorf("OnCheck events (-want +got):\n%s", diff)
+		}
+		mu.Unlock()
+		if got := changes.take(); len(got) != 2 {
+			t.Errorf("onChange events %v, want the 2 changes only", got)
+		}
+		if got, want := m.Stats(), (Stats{Attempts: 3, Successes: 1, Failures: 2}); got != want {
+			t.Errorf("Stats = %+v, want %+v (scripted failures are not network failures)", got, want)
+		}
+		if st := m.EndpointStatus(a); st.Status != Unhealthy || st.Failures != 2 {
+			t.Errorf("EndpointStatus = %+v, want Unhealthy after 2 failures", st)
+		}
+	})
+}
+
+// TestTimedOut: a check that outlives Timeout is a timed-out network
+// failure.
+func TestTimedOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hang := CheckerFunc(func(ctx context.Context, _ string) error {
+			<-ctx.Done()
+			return fmt.Errorf("hung: %w", ctx.Err())
+		})
+		var got Event
+		m, err := NewMonitor("api", Config{Checker: hang, Timeout: time.Second}, func(ev Event) { got = ev })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		m.SetEndpoints([]string{"a:1"})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if !got.TimedOut || !got.NetworkFailure || got.To != Unhealthy {
+			t.Errorf("event %+v, want a timed-out network failure", got)
+		}
+		if st := m.EndpointStatus("a:1"); !st.TimedOut {
+			t.Errorf("EndpointStatus = %+v, want TimedOut", st)
+		}
+		if s := m.Stats(); s.NetworkFailures != 1 || s.Failures != 1 {
+			t.Errorf("Stats = %+v, want 1 network failure", s)
+		}
+	})
+}
+
+func TestNetworkFailure(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, true},
+		{fmt.Errorf("health: http a:1: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("x: %w", io.EOF), true},
+		{errClosedEarly, true},
+		{status.Error(codes.Unavailable, "down"), true},
+		{fmt.Errorf("health: grpc a:1: %w", status.Error(codes.DeadlineExceeded, "slow")), true},
+		{status.Error(codes.NotFound, "unknown service"), false},
+		{errors.New("health: http a:1: unexpected status 503"), false},
+	}
+	for _, tt := range tests {
+		if got := networkFailure(tt.err); got != tt.want {
+			t.Errorf("networkFailure(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
 }

@@ -21,6 +21,7 @@ type algorithm struct {
 }
 
 var algorithms = []algorithm{
+	{name: "round_robin", new: NewRoundRobin},
 	{name: "random", new: NewRandom},
 	{name: "least_request", new: func() Balancer { return NewLeastRequest(LeastRequestConfig{}) }},
 	{name: "ring_hash", new: func() Balancer { return NewRingHash(RingHashConfig{}) }, hashed: true},
@@ -104,13 +105,24 @@ func TestAlgorithmsSelection(t *testing.T) {
 			want: []string{"p1a:1", "p1b:1"},
 		},
 		{
-			name: "panic mode uses top level",
+			// Envoy's total panic: every level takes load by its
+			// endpoint count, over all of its endpoints.
+			name: "total panic uses all levels",
 			eps: []Endpoint{
 				{Address: "p1:1", Priority: 1, Healthy: false},
 				{Address: "p0a:1", Priority: 0, Healthy: false},
 				{Address: "p0b:1", Priority: 0, Healthy: false},
 			},
-			want: []string{"p0a:1", "p0b:1"},
+			want: []string{"p0a:1", "p0b:1", "p1:1"},
+		},
+		{
+			name: "level in panic uses all its endpoints",
+			eps: []Endpoint{
+				{Address: "a:1", Healthy: true},
+				{Address: "b:1", Healthy: false},
+				{Address: "c:1", Healthy: false},
+			},
+			want: []string{"a:1", "b:1", "c:1"},
 		},
 	}
 	for _, a := range algorithms {
@@ -363,9 +375,11 @@ func hold(t *testing.T, p Picker, addr string, n int) []func(DoneInfo) {
 func activeOf(t *testing.T, b Balancer, addr string) int64 {
 	t.Helper()
 	p := b.Picker().(*lrPicker)
-	for i := range p.endpoints {
-		if p.endpoints[i].Address == addr {
-			return p.hosts[i].active.Load()
+	for k := range p.sel.sets {
+		for i, ep := range p.sel.sets[k].endpoints {
+			if ep.Address == addr {
+				return p.sets[k].hosts[i].active.Load()
+			}
 		}
 	}
 	t.Fatalf("no endpoint %s", addr)
@@ -486,7 +500,7 @@ func TestLeastRequestDoneBoundOnce(t *testing.T) {
 	r2, _ := cur.Pick(PickInfo{})
 	// The callback belongs to the address's counter, built once and
 	// carried into the new picker, not to the request.
-	if old.hosts[0] != cur.hosts[0] {
+	if old.sets[0].hosts[0] != cur.sets[0].hosts[0] {
 		t.Error("counter for a:1 replaced by Update, want it carried over")
 	}
 	if got := activeOf(t, b, "a:1"); got != 2 {
@@ -680,7 +694,7 @@ func TestRingHashSize(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := NewRingHash(tt.cfg)
 			b.Update(tt.eps)
-			if got := len(b.Picker().(*ringPicker).hashes); got != tt.want {
+			if got := len(b.Picker().(*ringPicker).rings[0].hashes); got != tt.want {
 				t.Errorf("ring size = %d, want %d", got, tt.want)
 			}
 		})
@@ -703,7 +717,7 @@ func TestRingHashEnvoyPlacement(t *testing.T) {
 			t.Errorf("Pick(hash of %q) = %s, want %s", key, res.Endpoint.Address, want)
 		}
 	}
-	if got := len(b.Picker().(*ringPicker).hashes); got != 1024 {
+	if got := len(b.Picker().(*ringPicker).rings[0].hashes); got != 1024 {
 		t.Errorf("ring size = %d, want 1024", got)
 	}
 }
@@ -725,10 +739,11 @@ func TestMaglevTable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			eps := endpoints(len(tt.weights))
+			weights := make([]float64, len(eps))
 			for i := range eps {
-				eps[i].Weight = tt.weights[i]
+				weights[i] = float64(tt.weights[i])
 			}
-			table := buildMaglev(eps, tt.size)
+			table := buildMaglev(eps, weights, tt.size)
 			got := make([]int, len(eps))
 			for _, idx := range table {
 				got[idx]++
@@ -743,7 +758,7 @@ func TestMaglevTable(t *testing.T) {
 func TestMaglevInvalidSizeUsesDefault(t *testing.T) {
 	b := NewMaglev(MaglevConfig{TableSize: 1000})
 	b.Update(endpoints(2))
-	if got := len(b.Picker().(*maglevPicker).table); got != DefaultMaglevTableSize {
+	if got := len(b.Picker().(*maglevPicker).tables[0]); got != DefaultMaglevTableSize {
 		t.Errorf("table size = %d, want %d", got, DefaultMaglevTableSize)
 	}
 }
@@ -788,6 +803,7 @@ func BenchmarkPickAll(b *testing.B) {
 					bal.Update(eps)
 					p := bal.Picker()
 					b.ReportAllocs()
+					b.ResetTimer()
 					b.RunParallel(func(pb *testing.PB) {
 						h := rand.Uint64()
 						for pb.Next() {

@@ -11,6 +11,8 @@
 // [NewRoundRobin] is the default balancer. The others follow Envoy's
 // policies and defaults:
 //
+//   - [NewRoundRobin]: in turn, weighted by Envoy's earliest-deadline-first
+//     schedule, precomputed per update so a pick is O(1) (ROUND_ROBIN).
 //   - [NewLeastRequest]: power of two choices over active request counts,
 //     active_request_bias when weights differ (LEAST_REQUEST).
 //   - [NewRandom]: uniform or weighted random, no shared state (RANDOM).
@@ -19,9 +21,46 @@
 //   - [NewMaglev]: consistent hashing through a Maglev lookup table,
 //     O(1) picks (MAGLEV).
 //
-// All of them balance over the healthy endpoints of the highest priority
-// level that has any. Locality failover and slow start would be further
-// Balancer implementations behind the same interfaces.
+// Each has a variant taking [Options] ([NewRoundRobinWith] and so on), the
+// configuration all of them share; the plain constructors use its zero
+// value, Envoy's defaults, and fit [Builder].
+//
+// # Choosing the set, then the endpoint
+//
+// Every pick has two steps. The first is shared by all balancers and
+// follows Envoy's zone-aware load balancer base:
+//
+//  1. Priority level. Each level's health is min(100 %, overprovisioning
+//     factor × healthy share), with Envoy's factor 1.4 by default. Levels
+//     take traffic in priority order as their health allows: a level 50 %
+//     healthy keeps 70 % and the next takes the rest; a level with no
+//     healthy endpoint takes none while another can. When the healths add
+//     up to less than 100 % the loads are normalised by their sum.
+//  2. Panic. When the healths add up to less than 100 % and a level's
+//     healthy share is below the panic threshold (50 % by default, 0
+//     disables it), that level balances over all of its endpoints,
+//     healthy or not. When every level is in panic, load is spread over
+//     levels by endpoint count. With panic disabled and nothing healthy,
+//     Pick returns ErrNoEndpoint.
+//  3. Locality. When any endpoint carries an [Endpoint.LocalityWeight], a
+//     locality of the chosen level is drawn by its effective weight: its
+//     weight times min(1, overprovisioning factor × its healthy share).
+//     Levels in panic skip this step.
+//
+// The second step is the algorithm's own, within the chosen set of
+// endpoints. Round robin and least request apply slow start there: an
+// endpoint that joined or turned healthy within [SlowStartConfig.Window]
+// has its weight scaled down, ramping up as in Envoy; the balancer
+// republishes its picker on a timer while any endpoint ramps, so Pick
+// stays a lock-free read. Ring hash and Maglev choose the level with the
+// request hash instead of a random draw, keep one table per level, and
+// fold locality weights into the table rather than drawing a locality, so
+// that keys keep their endpoints.
+//
+// [PickInfo.Exclude] (the endpoint a retry should avoid) is compared by
+// address. It is avoided within the chosen set when the set has other
+// endpoints, and by moving to another locality or level that takes
+// traffic when the set holds nothing else.
 //
 // Use:
 //
@@ -35,4 +74,8 @@
 //		return err // lb.ErrNoEndpoint: answer 503
 //	}
 //	target := res.Endpoint.Address
+//
+// Balancers with slow start own a timer; [RoundRobin.Close] and
+// [LeastRequest.Close] stop it. Their Close methods satisfy io.Closer, so
+// an owner can detect the capability once when it builds the balancer.
 package lb

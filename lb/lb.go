@@ -18,10 +18,22 @@ type Endpoint struct {
 	Address string
 	// Weight is the load-balancing weight; zero means 1.
 	Weight uint32
-	// Priority is the priority level; 0 is the highest.
+	// Priority is the priority level; 0 is the highest. Lower levels take
+	// the traffic that higher ones cannot, by Envoy's priority load (see
+	// the package documentation).
 	Priority uint32
 	// Locality names the endpoint's locality (region/zone/sub-zone).
 	Locality string
+	// LocalityWeight is the weight of the endpoint's locality within its
+	// priority level (Envoy's LocalityLbEndpoints.load_balancing_weight);
+	// all endpoints of a locality should carry the same value, and the
+	// first non-zero one seen counts. Locality-weighted balancing is on
+	// when any endpoint has a non-zero LocalityWeight; localities whose
+	// weight is zero then take no traffic, except from round robin, least
+	// request and random in panic mode, which ignore localities as Envoy
+	// does. (Envoy turns it on with locality_weighted_lb_config; a
+	// translator leaves LocalityWeight zero when that is absent.)
+	LocalityWeight uint32
 	// Healthy is false for endpoints known to be unhealthy.
 	Healthy bool
 }
@@ -58,11 +70,13 @@ type PickInfo struct {
 	// Request is the outgoing request.
 	Request *http.Request
 	// Hash is the request's hash from the route's hash policy, valid when
-	// HasHash is set (ring hash, Maglev).
+	// HasHash is set. Ring hash and Maglev use it to choose the priority
+	// level and the endpoint; the other balancers ignore it.
 	Hash    uint64
 	HasHash bool
 	// Exclude is an endpoint to avoid when others are available (the
-	// previously tried one, for retries); nil for none.
+	// previously tried one, for retries); nil for none. Only its Address
+	// is compared, so a fresh &Endpoint{Address: addr} will do.
 	Exclude *Endpoint
 }
 

@@ -3,6 +3,7 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"sync/atomic"
@@ -47,47 +48,57 @@ func (c LeastRequestConfig) Validate() error {
 // LeastRequest is a Balancer that prefers endpoints with fewer requests in
 // flight (Envoy's LEAST_REQUEST policy).
 //
-// With equal weights it uses the power of N choices: it samples
-// ChoiceCount endpoints uniformly at random (with replacement, as Envoy
-// does) and picks the one with the fewest active requests, which spreads
-// load nearly as well as a full scan at O(ChoiceCount) cost. With unequal
-// weights it draws in proportion to the effective weight
-// weight / (active+1)^ActiveRequestBias; Envoy keeps an EDF schedule over
-// these, which needs a lock, so this picker computes the same proportions
-// over all endpoints in two lock-free O(n) passes instead.
+// It first selects a set of endpoints as every balancer in this package
+// does (priority load, panic threshold, locality weights; see the package
+// documentation), then picks within it. With equal weights it uses the
+// power of N choices: it samples ChoiceCount endpoints uniformly at
+// random (with replacement, as Envoy does) and picks the one with the
+// fewest active requests, which spreads load nearly as well as a full scan
+// at O(ChoiceCount) cost. With unequal weights, or while an endpoint is in
+// slow start, it draws in proportion to the effective weight
+// weight × slow-start factor / (active+1)^ActiveRequestBias; Envoy keeps
+// an EDF schedule over these, which needs a lock, so this picker computes
+// the same proportions over the set in two lock-free O(n) passes instead.
 //
 // Active requests are counted per endpoint address: Pick increments the
 // counter and the PickResult's Done callback decrements it; the callback
-// is bound once per address, when it first appears, never per request. Counters survive Updates for
-// addresses that stay in the endpoint set (healthy or not), so in-flight
-// requests keep counting across a picker swap. Every successful Pick must
-// be matched by exactly one call to Done.
-//
-// Endpoint selection (highest healthy priority level, panic mode when none
-// is healthy) is the same as [RoundRobin]'s.
+// is bound once per address, when it first appears, never per request.
+// Counters survive Updates for addresses that stay in the endpoint set
+// (healthy or not), so in-flight requests keep counting across a picker
+// swap. Every successful Pick must be matched by exactly one call to Done.
 //
 // Update must be called serially (the Balancer contract) and owns the
 // counter map; Picker and the pickers it returns are safe for concurrent
-// use and never block.
+// use and never block. Close stops the slow-start timer.
 type LeastRequest struct {
+	c      control
 	picker atomic.Pointer[lrPicker]
 	choice int
 	bias   float64
-	// hosts maps addresses to counters; only Update touches it.
+	// hosts maps addresses to counters; only publish, serialized by c,
+	// touches it.
 	hosts map[string]*lrHost
 }
 
 var (
-	_ Balancer = (*LeastRequest)(nil)
-	_ Picker   = (*lrPicker)(nil)
+	_ Balancer  = (*LeastRequest)(nil)
+	_ io.Closer = (*LeastRequest)(nil)
+	_ Picker    = (*lrPicker)(nil)
 )
 
-// NewLeastRequest returns a LeastRequest balancer with no endpoints; its
-// picker returns ErrNoEndpoint until the first Update. Zero fields of cfg
-// take Envoy's defaults; fields that Validate would reject are replaced by
-// their defaults too, so callers that must reject bad config call Validate
-// first.
+// NewLeastRequest returns a LeastRequest balancer with default Options and
+// no endpoints; its picker returns ErrNoEndpoint until the first Update.
+// Zero fields of cfg take Envoy's defaults; fields that Validate would
+// reject are replaced by their defaults too, so callers that must reject
+// bad config call Validate first.
 func NewLeastRequest(cfg LeastRequestConfig) Balancer {
+	return NewLeastRequestWith(cfg, Options{})
+}
+
+// NewLeastRequestWith returns a LeastRequest balancer with the given
+// config and options, treating invalid fields as NewLeastRequest and
+// NewRoundRobinWith do.
+func NewLeastRequestWith(cfg LeastRequestConfig, opts Options) *LeastRequest {
 	b := &LeastRequest{choice: DefaultChoiceCount, bias: DefaultActiveRequestBias}
 	if cfg.ChoiceCount >= 2 {
 		b.choice = int(cfg.ChoiceCount)
@@ -95,13 +106,22 @@ func NewLeastRequest(cfg LeastRequestConfig) Balancer {
 	if v := cfg.ActiveRequestBias; v != nil && *v >= 0 && !math.IsInf(*v, 1) {
 		b.bias = *v // NaN fails the comparison and keeps the default
 	}
-	b.picker.Store(&lrPicker{})
+	b.c.init(opts, false, true, b.publish)
 	return b
 }
 
 // Update replaces the endpoint set and publishes a new picker atomically.
 // Update must not be called concurrently with itself.
-func (b *LeastRequest) Update(endpoints []Endpoint) {
+func (b *LeastRequest) Update(endpoints []Endpoint) { b.c.update(endpoints) }
+
+// Picker returns the current picker. It is safe for concurrent use.
+func (b *LeastRequest) Picker() Picker { return b.picker.Load() }
+
+// Close stops republishing for slow start; the balancer keeps serving and
+// accepting updates. It is idempotent and always returns nil.
+func (b *LeastRequest) Close() error { return b.c.close() }
+
+func (b *LeastRequest) publish(sel *selection, endpoints []Endpoint) {
 	hosts := make(map[string]*lrHost, len(endpoints))
 	for i := range endpoints {
 		addr := endpoints[i].Address
@@ -116,22 +136,18 @@ func (b *LeastRequest) Update(endpoints []Endpoint) {
 	}
 	b.hosts = hosts
 
-	eps := selectEndpoints(endpoints)
-	p := &lrPicker{
-		endpoints: eps,
-		hosts:     make([]*lrHost, len(eps)),
-		choice:    b.choice,
-		bias:      b.bias,
-		weighted:  cumulativeWeights(eps) != nil,
-	}
-	for i := range eps {
-		p.hosts[i] = hosts[eps[i].Address]
+	p := &lrPicker{sel: sel, sets: make([]lrSet, len(sel.sets)), choice: b.choice, bias: b.bias}
+	for k := range sel.sets {
+		hs := &sel.sets[k]
+		s := &p.sets[k]
+		s.weights = hs.weights
+		s.hosts = make([]*lrHost, len(hs.endpoints))
+		for i := range hs.endpoints {
+			s.hosts[i] = hosts[hs.endpoints[i].Address]
+		}
 	}
 	b.picker.Store(p)
 }
-
-// Picker returns the current picker. It is safe for concurrent use.
-func (b *LeastRequest) Picker() Picker { return b.picker.Load() }
 
 // lrHost is one address's active request counter and the Done callback
 // bound to it.
@@ -156,48 +172,57 @@ func (h *lrHost) load() int64 { return max(h.active.Load(), 0) }
 // lrPicker is an immutable least-request snapshot; only the counters it
 // points to change.
 type lrPicker struct {
-	endpoints []Endpoint
-	hosts     []*lrHost // parallel to endpoints
-	choice    int
-	bias      float64
-	weighted  bool
+	sel    *selection
+	sets   []lrSet // parallel to sel.sets
+	choice int
+	bias   float64
 }
 
-// Pick returns a lightly loaded endpoint and counts the request against
-// it; the caller must call the returned Done once the request has
-// finished. When info.Exclude is in the set and another endpoint exists,
-// it is never chosen. Pick never allocates or blocks.
+// lrSet is the least-request state of one host set.
+type lrSet struct {
+	hosts []*lrHost // parallel to the set's endpoints
+	// weights are the effective static weights (slow start included);
+	// nil when equal, which selects the power of N choices.
+	weights []float64
+}
+
+// Pick returns a lightly loaded endpoint of the selected set and counts
+// the request against it; the caller must call the returned Done once the
+// request has finished. When info.Exclude is in the set and the set has
+// another endpoint, it is never chosen. Pick never allocates or blocks.
 func (p *lrPicker) Pick(info PickInfo) (PickResult, error) {
-	n := len(p.endpoints)
-	if n == 0 {
+	k := p.sel.choose(0, false, info.Exclude)
+	if k < 0 {
 		return PickResult{}, ErrNoEndpoint
 	}
+	eps := p.sel.sets[k].endpoints
+	s := &p.sets[k]
 	x := -1
-	if n > 1 {
-		x = indexOf(p.endpoints, info.Exclude)
+	if len(eps) > 1 {
+		x = indexOf(eps, info.Exclude)
 	}
 	var i int
-	if p.weighted {
-		i = p.pickWeighted(x)
+	if s.weights != nil {
+		i = s.pickWeighted(x, p.bias)
 	} else {
-		i = p.pickChoices(x)
+		i = s.pickChoices(x, p.choice)
 	}
-	h := p.hosts[i]
+	h := s.hosts[i]
 	h.active.Add(1)
-	return PickResult{Endpoint: &p.endpoints[i], Done: h.done}, nil
+	return PickResult{Endpoint: &eps[i], Done: h.done}, nil
 }
 
 // pickChoices is the power of N choices over uniformly sampled endpoints.
-func (p *lrPicker) pickChoices(skip int) int {
-	n := len(p.endpoints)
+func (s *lrSet) pickChoices(skip, choice int) int {
+	n := len(s.hosts)
 	best := randomSkipping(n, skip)
 	if n == 1 || (n == 2 && skip >= 0) {
 		return best
 	}
-	bestActive := p.hosts[best].load()
-	for range p.choice - 1 {
+	bestActive := s.hosts[best].load()
+	for range choice - 1 {
 		c := randomSkipping(n, skip)
-		if a := p.hosts[c].load(); a < bestActive {
+		if a := s.hosts[c].load(); a < bestActive {
 			best, bestActive = c, a
 		}
 	}
@@ -209,16 +234,16 @@ func (p *lrPicker) pickChoices(skip int) int {
 // buffer; beyond that they are recomputed in a second pass, and as
 // counters move between passes it falls back to the last eligible
 // endpoint if the draw overshoots.
-func (p *lrPicker) pickWeighted(skip int) int {
+func (s *lrSet) pickWeighted(skip int, bias float64) int {
 	const snapshotSize = 128
 	var buf [snapshotSize]float64
-	n := len(p.endpoints)
+	n := len(s.hosts)
 	var total float64
 	for i := range n {
 		if i == skip {
 			continue
 		}
-		w := p.effectiveWeight(i)
+		w := s.effectiveWeight(i, bias)
 		if i < snapshotSize {
 			buf[i] = w
 		}
@@ -233,7 +258,7 @@ func (p *lrPicker) pickWeighted(skip int) int {
 		last = i
 		w := buf[min(i, snapshotSize-1)]
 		if i >= snapshotSize {
-			w = p.effectiveWeight(i)
+			w = s.effectiveWeight(i, bias)
 		}
 		r -= w
 		if r < 0 {
@@ -243,14 +268,14 @@ func (p *lrPicker) pickWeighted(skip int) int {
 	return last
 }
 
-func (p *lrPicker) effectiveWeight(i int) float64 {
-	w := float64(weightOf(&p.endpoints[i]))
-	switch p.bias {
+func (s *lrSet) effectiveWeight(i int, bias float64) float64 {
+	w := s.weights[i]
+	switch bias {
 	case 0:
 		return w
 	case 1:
-		return w / float64(p.hosts[i].load()+1)
+		return w / float64(s.hosts[i].load()+1)
 	default:
-		return w / math.Pow(float64(p.hosts[i].load()+1), p.bias)
+		return w / math.Pow(float64(s.hosts[i].load()+1), bias)
 	}
 }

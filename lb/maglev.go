@@ -75,12 +75,15 @@ func isPrime(n uint64) bool {
 // weight. Endpoints are ordered by address before filling, so the table
 // depends only on the set.
 //
-// Endpoint selection (highest healthy priority level, panic mode when none
-// is healthy) is the same as [RoundRobin]'s, so health changes move keys.
+// Priority levels, the panic threshold and locality weights apply as for
+// [RingHash]: the hash chooses the level, each level has its own table,
+// and locality weights are folded into the endpoints' weights. Health
+// changes move keys. Slow start does not apply, as in Envoy.
 //
 // Update must be called serially (the Balancer contract); Picker and the
 // pickers it returns are safe for concurrent use and never block.
 type Maglev struct {
+	c      control
 	picker atomic.Pointer[maglevPicker]
 	size   uint64
 }
@@ -90,32 +93,43 @@ var (
 	_ Picker   = (*maglevPicker)(nil)
 )
 
-// NewMaglev returns a Maglev balancer with no endpoints; its picker returns
-// ErrNoEndpoint until the first Update. A zero TableSize takes Envoy's
-// default; a size that Validate would reject is replaced by the default
-// too, so callers that must reject bad config call Validate first.
-func NewMaglev(cfg MaglevConfig) Balancer {
+// NewMaglev returns a Maglev balancer with default Options and no
+// endpoints; its picker returns ErrNoEndpoint until the first Update. A
+// zero TableSize takes Envoy's default; a size that Validate would reject
+// is replaced by the default too, so callers that must reject bad config
+// call Validate first.
+func NewMaglev(cfg MaglevConfig) Balancer { return NewMaglevWith(cfg, Options{}) }
+
+// NewMaglevWith returns a Maglev balancer with the given config and
+// options, treating invalid fields as NewMaglev and NewRoundRobinWith do.
+func NewMaglevWith(cfg MaglevConfig, opts Options) *Maglev {
 	b := &Maglev{size: DefaultMaglevTableSize}
 	if cfg.Validate() == nil {
 		b.size = cfg.tableSize()
 	}
-	b.picker.Store(&maglevPicker{})
+	b.c.init(opts, true, false, b.publish)
 	return b
 }
 
-// Update rebuilds the table and publishes a new picker atomically. Update
+// Update rebuilds the tables and publishes a new picker atomically. Update
 // must not be called concurrently with itself.
-func (b *Maglev) Update(endpoints []Endpoint) {
-	eps := selectEndpoints(endpoints)
-	b.picker.Store(&maglevPicker{endpoints: eps, table: buildMaglev(eps, b.size)})
-}
+func (b *Maglev) Update(endpoints []Endpoint) { b.c.update(endpoints) }
 
 // Picker returns the current picker. It is safe for concurrent use.
 func (b *Maglev) Picker() Picker { return b.picker.Load() }
 
+func (b *Maglev) publish(sel *selection, _ []Endpoint) {
+	p := &maglevPicker{sel: sel, tables: make([][]uint32, len(sel.sets))}
+	for i := range sel.sets {
+		p.tables[i] = buildMaglev(sel.sets[i].endpoints, sel.sets[i].weights, b.size)
+	}
+	b.picker.Store(p)
+}
+
 // buildMaglev fills a table of size slots with endpoint indexes the way
-// Envoy's MaglevTable does.
-func buildMaglev(eps []Endpoint, size uint64) []uint32 {
+// Envoy's MaglevTable does. weights are the endpoints' effective weights,
+// nil when equal.
+func buildMaglev(eps []Endpoint, weights []float64, size uint64) []uint32 {
 	if len(eps) == 0 {
 		return nil
 	}
@@ -132,7 +146,10 @@ func buildMaglev(eps []Endpoint, size uint64) []uint32 {
 	for i := range eps {
 		seeded.ResetWithSeed(1)
 		seeded.WriteString(eps[i].Address)
-		w := float64(weightOf(&eps[i]))
+		w := 1.0
+		if weights != nil {
+			w = weights[i]
+		}
 		entries[i] = build{
 			index:  uint32(i),
 			offset: xxhash.Sum64String(eps[i].Address) % size,
@@ -175,30 +192,34 @@ func buildMaglev(eps []Endpoint, size uint64) []uint32 {
 	return table
 }
 
-// maglevPicker is an immutable Maglev snapshot.
+// maglevPicker is an immutable snapshot of one table per host set.
 type maglevPicker struct {
-	endpoints []Endpoint
-	table     []uint32 // endpoint indexes; len is the prime table size
+	sel    *selection
+	tables [][]uint32 // endpoint indexes; len is the prime table size
 }
 
-// Pick returns the endpoint in slot info.Hash % table size. Without a hash
-// (HasHash false) it uses a random slot. When the chosen endpoint is
-// info.Exclude and another endpoint exists, it takes the next slot owned
-// by a different endpoint, so retries of one key agree on their second
-// choice. Done is always nil. Pick never allocates or blocks.
+// Pick returns the endpoint in slot info.Hash % table size of the table of
+// the level the hash selects. Without a hash (HasHash false) it uses a
+// random slot. When the chosen endpoint is info.Exclude and another
+// endpoint exists, it takes the next slot owned by a different endpoint,
+// so retries of one key agree on their second choice. Done is always nil.
+// Pick never allocates or blocks.
 func (p *maglevPicker) Pick(info PickInfo) (PickResult, error) {
-	size := uint64(len(p.table))
-	if size == 0 {
-		return PickResult{}, ErrNoEndpoint
-	}
 	h := info.Hash
 	if !info.HasHash {
 		h = rand.Uint64()
 	}
+	k := p.sel.choose(h, true, info.Exclude)
+	if k < 0 {
+		return PickResult{}, ErrNoEndpoint
+	}
+	eps := p.sel.sets[k].endpoints
+	table := p.tables[k]
+	size := uint64(len(table))
 	c := h % size
-	if info.Exclude != nil && len(p.endpoints) > 1 {
+	if info.Exclude != nil && len(eps) > 1 {
 		for range size {
-			if !sameEndpoint(&p.endpoints[p.table[c]], info.Exclude) {
+			if !sameEndpoint(&eps[table[c]], info.Exclude) {
 				break
 			}
 			c++
@@ -207,5 +228,5 @@ func (p *maglevPicker) Pick(info PickInfo) (PickResult, error) {
 			}
 		}
 	}
-	return PickResult{Endpoint: &p.endpoints[p.table[c]]}, nil
+	return PickResult{Endpoint: &eps[table[c]]}, nil
 }

@@ -11,12 +11,14 @@ import (
 // the request path: each Pick draws from math/rand/v2's per-thread
 // generator, so it scales with cores where round robin shares a counter.
 //
-// Endpoint selection (highest healthy priority level, panic mode when none
-// is healthy) is the same as [RoundRobin]'s.
+// The set it draws from is selected as for every balancer in this package
+// (priority load, panic threshold, locality weights; see the package
+// documentation). Slow start does not apply, as in Envoy.
 //
 // Update must be called serially (the Balancer contract); Picker and the
 // pickers it returns are safe for concurrent use and never block.
 type Random struct {
+	c      control
 	picker atomic.Pointer[randomPicker]
 }
 
@@ -25,72 +27,77 @@ var (
 	_ Picker   = (*randomPicker)(nil)
 )
 
-// NewRandom returns a Random balancer with no endpoints; its picker returns
-// ErrNoEndpoint until the first Update. It has the Builder signature.
-func NewRandom() Balancer {
+// NewRandom returns a Random balancer with default Options and no
+// endpoints; its picker returns ErrNoEndpoint until the first Update. It
+// has the Builder signature.
+func NewRandom() Balancer { return NewRandomWith(Options{}) }
+
+// NewRandomWith returns a Random balancer with the given options (see
+// NewRoundRobinWith for how invalid fields are treated).
+func NewRandomWith(opts Options) *Random {
 	b := &Random{}
-	b.picker.Store(&randomPicker{})
+	b.c.init(opts, false, false, b.publish)
 	return b
 }
 
 // Update replaces the endpoint set and publishes a new picker atomically.
 // Update must not be called concurrently with itself.
-func (b *Random) Update(endpoints []Endpoint) {
-	eps := selectEndpoints(endpoints)
-	b.picker.Store(&randomPicker{endpoints: eps, cum: cumulativeWeights(eps)})
-}
+func (b *Random) Update(endpoints []Endpoint) { b.c.update(endpoints) }
 
 // Picker returns the current picker. It is safe for concurrent use.
 func (b *Random) Picker() Picker { return b.picker.Load() }
 
+func (b *Random) publish(sel *selection, _ []Endpoint) {
+	p := &randomPicker{sel: sel, cum: make([][]uint64, len(sel.sets))}
+	for i := range sel.sets {
+		p.cum[i] = cumulativeWeights(sel.sets[i].weights)
+	}
+	b.picker.Store(p)
+}
+
 // randomPicker is an immutable random-choice snapshot.
 type randomPicker struct {
-	endpoints []Endpoint
-	// cum holds running weight sums (cum[i] = weights of endpoints[0..i]);
-	// nil when all weights are equal.
-	cum []uint64
+	sel *selection
+	// cum holds, per set, running weight sums (cum[i] = weights of
+	// endpoints[0..i]); nil when all weights are equal.
+	cum [][]uint64
 }
 
-// Pick returns a random endpoint. When info.Exclude is in the set and
-// another endpoint exists, the choice is made among the others, keeping
-// their relative weights. Done is always nil. Pick never allocates or
-// blocks.
+// Pick returns a random endpoint of the selected set. When info.Exclude is
+// in the set and the set has another endpoint, the choice is made among
+// the others, keeping their relative weights. Done is always nil. Pick
+// never allocates or blocks.
 func (p *randomPicker) Pick(info PickInfo) (PickResult, error) {
-	n := len(p.endpoints)
-	if n == 0 {
+	k := p.sel.choose(0, false, info.Exclude)
+	if k < 0 {
 		return PickResult{}, ErrNoEndpoint
 	}
+	eps := p.sel.sets[k].endpoints
+	n := len(eps)
 	x := -1
 	if n > 1 {
-		x = indexOf(p.endpoints, info.Exclude)
+		x = indexOf(eps, info.Exclude)
 	}
 	var i int
-	if p.cum == nil {
+	if cum := p.cum[k]; cum == nil {
 		i = randomSkipping(n, x)
 	} else {
-		i = weightedSkipping(p.cum, x)
+		i = weightedSkipping(cum, x)
 	}
-	return PickResult{Endpoint: &p.endpoints[i]}, nil
+	return PickResult{Endpoint: &eps[i]}, nil
 }
 
-// cumulativeWeights returns running sums of the endpoints' weights (zero
-// counts as 1), or nil when all weights are equal and a uniform draw will
-// do.
-func cumulativeWeights(eps []Endpoint) []uint64 {
-	equal := true
-	for i := range eps {
-		if weightOf(&eps[i]) != weightOf(&eps[0]) {
-			equal = false
-			break
-		}
-	}
-	if equal {
+// cumulativeWeights returns running sums of integral weights, or nil when
+// weights is nil (all equal) and a uniform draw will do. Random never
+// applies slow start, so its weights are the endpoints' static ones.
+func cumulativeWeights(weights []float64) []uint64 {
+	if weights == nil {
 		return nil
 	}
-	cum := make([]uint64, len(eps))
+	cum := make([]uint64, len(weights))
 	var sum uint64
-	for i := range eps {
-		sum += uint64(weightOf(&eps[i]))
+	for i, w := range weights {
+		sum += max(uint64(w), 1)
 		cum[i] = sum
 	}
 	return cum

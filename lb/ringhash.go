@@ -74,13 +74,20 @@ func (c RingHashConfig) sizes() (lo, hi uint64) {
 // MaximumRingSize. A pick takes the first entry at or after the hash,
 // wrapping around: a binary search, O(log n), without allocation.
 //
-// Endpoint selection (highest healthy priority level, panic mode when none
-// is healthy) is the same as [RoundRobin]'s, so health changes move keys.
+// Priority levels, the panic threshold and locality weights apply as for
+// every balancer in this package, with Envoy's twists for hashing: the
+// request hash (not a random draw) chooses the priority level, so a key
+// keeps its level while loads are stable; each level has its own ring; and
+// locality weights are folded into the entry counts (a locality's share of
+// the ring is its weight's share, divided among its endpoints by weight)
+// instead of choosing a locality per request. Health changes move keys.
+// Slow start does not apply, as in Envoy.
 //
 // Update must be called serially (the Balancer contract); it builds the
-// ring, which takes time proportional to its size. Picker and the pickers
-// it returns are safe for concurrent use and never block.
+// rings, which takes time proportional to their size. Picker and the
+// pickers it returns are safe for concurrent use and never block.
 type RingHash struct {
+	c        control
 	picker   atomic.Pointer[ringPicker]
 	min, max uint64
 }
@@ -90,36 +97,52 @@ var (
 	_ Picker   = (*ringPicker)(nil)
 )
 
-// NewRingHash returns a RingHash balancer with no endpoints; its picker
-// returns ErrNoEndpoint until the first Update. Zero fields of cfg take
-// Envoy's defaults. Sizes that Validate would reject are clamped to the
-// limits (a minimum above the maximum is lowered to it), so callers that
-// must reject bad config call Validate first.
-func NewRingHash(cfg RingHashConfig) Balancer {
+// NewRingHash returns a RingHash balancer with default Options and no
+// endpoints; its picker returns ErrNoEndpoint until the first Update. Zero
+// fields of cfg take Envoy's defaults. Sizes that Validate would reject
+// are clamped to the limits (a minimum above the maximum is lowered to
+// it), so callers that must reject bad config call Validate first.
+func NewRingHash(cfg RingHashConfig) Balancer { return NewRingHashWith(cfg, Options{}) }
+
+// NewRingHashWith returns a RingHash balancer with the given config and
+// options, treating invalid fields as NewRingHash and NewRoundRobinWith do.
+func NewRingHashWith(cfg RingHashConfig, opts Options) *RingHash {
 	lo, hi := cfg.sizes()
 	hi = min(hi, DefaultMaximumRingSize)
 	b := &RingHash{min: min(lo, hi), max: hi}
-	b.picker.Store(&ringPicker{})
+	b.c.init(opts, true, false, b.publish)
 	return b
 }
 
-// Update rebuilds the ring and publishes a new picker atomically. Update
+// Update rebuilds the rings and publishes a new picker atomically. Update
 // must not be called concurrently with itself.
-func (b *RingHash) Update(endpoints []Endpoint) {
-	eps := selectEndpoints(endpoints)
-	hashes, owners := buildRing(eps, b.min, b.max)
-	b.picker.Store(&ringPicker{endpoints: eps, hashes: hashes, owners: owners})
-}
+func (b *RingHash) Update(endpoints []Endpoint) { b.c.update(endpoints) }
 
 // Picker returns the current picker. It is safe for concurrent use.
 func (b *RingHash) Picker() Picker { return b.picker.Load() }
 
+func (b *RingHash) publish(sel *selection, _ []Endpoint) {
+	p := &ringPicker{sel: sel, rings: make([]ring, len(sel.sets))}
+	for i := range sel.sets {
+		hs := &sel.sets[i]
+		p.rings[i].hashes, p.rings[i].owners = buildRing(hs.endpoints, hs.weights, b.min, b.max)
+	}
+	b.picker.Store(p)
+}
+
 // buildRing places the endpoints on a ring the way Envoy's
 // RingHashLoadBalancer::Ring does and returns the sorted entry hashes with
-// the index of the endpoint owning each.
-func buildRing(eps []Endpoint, minSize, maxSize uint64) (hashes []uint64, owners []uint32) {
+// the index of the endpoint owning each. weights are the endpoints'
+// effective weights, nil when equal.
+func buildRing(eps []Endpoint, weights []float64, minSize, maxSize uint64) (hashes []uint64, owners []uint32) {
 	if len(eps) == 0 {
 		return nil, nil
+	}
+	weight := func(i int) float64 {
+		if weights == nil {
+			return 1
+		}
+		return weights[i]
 	}
 	// Order does not change where entries land, but it decides the owner
 	// of equal hashes; sorting by address makes the ring a function of the
@@ -128,12 +151,12 @@ func buildRing(eps []Endpoint, minSize, maxSize uint64) (hashes []uint64, owners
 	var sum float64
 	for i := range eps {
 		order[i] = i
-		sum += float64(weightOf(&eps[i]))
+		sum += weight(i)
 	}
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(eps[a].Address, eps[b].Address) })
 	minWeight := math.Inf(1)
 	for i := range eps {
-		minWeight = min(minWeight, float64(weightOf(&eps[i]))/sum)
+		minWeight = min(minWeight, weight(i)/sum)
 	}
 	// Scale so the lightest endpoint gets at least one entry per
 	// 1/minSize of the ring, within the maximum.
@@ -150,7 +173,7 @@ func buildRing(eps []Endpoint, minSize, maxSize uint64) (hashes []uint64, owners
 	for _, i := range order {
 		// Running sums across endpoints keep the total at size despite
 		// fractional shares.
-		target += scale * float64(weightOf(&eps[i])) / sum
+		target += scale * weight(i) / sum
 		for n := uint64(0); current < target; n++ {
 			key = append(key[:0], eps[i].Address...)
 			key = append(key, '_')
@@ -169,33 +192,42 @@ func buildRing(eps []Endpoint, minSize, maxSize uint64) (hashes []uint64, owners
 	return hashes, owners
 }
 
-// ringPicker is an immutable ring snapshot. The ring is stored as two
-// parallel slices so the binary search scans hashes densely.
+// ringPicker is an immutable snapshot of one ring per host set.
 type ringPicker struct {
-	endpoints []Endpoint
-	hashes    []uint64
-	owners    []uint32
+	sel   *selection
+	rings []ring // parallel to sel.sets
+}
+
+// ring is stored as two parallel slices so the binary search scans hashes
+// densely.
+type ring struct {
+	hashes []uint64
+	owners []uint32
 }
 
 // Pick returns the owner of the first ring entry at or after info.Hash,
-// wrapping around. Without a hash (HasHash false) it uses a random point,
-// so such requests spread like Random. When the chosen endpoint is
-// info.Exclude and another endpoint exists, it walks on clockwise to the
-// next entry owned by a different endpoint, so retries of one key agree on
-// their second choice. Done is always nil. Pick never allocates or blocks.
+// wrapping around, on the ring of the level the hash selects. Without a
+// hash (HasHash false) it uses a random point, so such requests spread
+// like Random. When the chosen endpoint is info.Exclude and another
+// endpoint exists, it walks on clockwise to the next entry owned by a
+// different endpoint, so retries of one key agree on their second choice.
+// Done is always nil. Pick never allocates or blocks.
 func (p *ringPicker) Pick(info PickInfo) (PickResult, error) {
-	size := len(p.hashes)
-	if size == 0 {
-		return PickResult{}, ErrNoEndpoint
-	}
 	h := info.Hash
 	if !info.HasHash {
 		h = rand.Uint64()
 	}
-	j := searchRing(p.hashes, h)
-	if info.Exclude != nil && len(p.endpoints) > 1 {
+	k := p.sel.choose(h, true, info.Exclude)
+	if k < 0 {
+		return PickResult{}, ErrNoEndpoint
+	}
+	eps := p.sel.sets[k].endpoints
+	r := &p.rings[k]
+	size := len(r.hashes)
+	j := searchRing(r.hashes, h)
+	if info.Exclude != nil && len(eps) > 1 {
 		for range size {
-			if !sameEndpoint(&p.endpoints[p.owners[j]], info.Exclude) {
+			if !sameEndpoint(&eps[r.owners[j]], info.Exclude) {
 				break
 			}
 			j++
@@ -204,7 +236,7 @@ func (p *ringPicker) Pick(info PickInfo) (PickResult, error) {
 			}
 		}
 	}
-	return PickResult{Endpoint: &p.endpoints[p.owners[j]]}, nil
+	return PickResult{Endpoint: &eps[r.owners[j]]}, nil
 }
 
 // searchRing returns the index of the first hash >= h, or 0 when h is past

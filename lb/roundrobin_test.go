@@ -3,6 +3,7 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 
@@ -61,11 +62,10 @@ func TestRoundRobinSelection(t *testing.T) {
 			want: map[string]int{"p1a:1": 60, "p1b:1": 60},
 		},
 		{
-			name: "panic mode uses all endpoints of the top level",
+			name: "panic mode uses all endpoints of the level",
 			eps: []Endpoint{
 				{Address: "a:1", Priority: 1, Healthy: false},
 				{Address: "b:1", Priority: 1, Healthy: false},
-				{Address: "c:1", Priority: 2, Healthy: false},
 			},
 			want: map[string]int{"a:1": 60, "b:1": 60},
 		},
@@ -114,23 +114,105 @@ func TestRoundRobinSelection(t *testing.T) {
 	}
 }
 
-func TestRoundRobinSmoothWeights(t *testing.T) {
-	// Smooth WRR interleaves: with weights 5:1:1 the heavy endpoint never
-	// gets more than its share in a row within a cycle.
-	b := NewRoundRobin()
-	b.Update([]Endpoint{
-		{Address: "a:1", Weight: 5, Healthy: true},
-		{Address: "b:1", Weight: 1, Healthy: true},
-		{Address: "c:1", Weight: 1, Healthy: true},
-	})
-	p := b.Picker().(*rrPicker)
-	var got []string
-	for _, i := range p.schedule {
-		got = append(got, p.endpoints[i].Address)
+func TestRoundRobinEDFSchedule(t *testing.T) {
+	tests := []struct {
+		name    string
+		weights []uint32
+		want    []string // one cycle
+	}{
+		// Deadlines a: 1/3, 2/3, 1; b: 1/2, 1; c: 1. Ties at 1 go to the
+		// earlier endpoint, as Envoy's insertion order does.
+		{name: "3:2:1", weights: []uint32{3, 2, 1}, want: []string{"a", "b", "a", "a", "b", "c"}},
+		// a: 1/5 … 1; b, c: 1. EDF spaces a's picks evenly in virtual time.
+		{name: "5:1:1", weights: []uint32{5, 1, 1}, want: []string{"a", "a", "a", "a", "a", "b", "c"}},
+		// b: 1/3, 2/3, 1; a: 1/2, 1: interleaved, not b b b a a.
+		{name: "2:3", weights: []uint32{2, 3}, want: []string{"b", "a", "b", "a", "b"}},
+		// Reduced by the common divisor.
+		{name: "20:10", weights: []uint32{20, 10}, want: []string{"a", "a", "b"}},
 	}
-	want := []string{"a:1", "a:1", "b:1", "a:1", "c:1", "a:1", "a:1"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("schedule mismatch (-want +got):\n%s", diff)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var eps []Endpoint
+			for i, w := range tt.weights {
+				eps = append(eps, Endpoint{Address: string(rune('a' + i)), Weight: w, Healthy: true})
+			}
+			b := NewRoundRobin()
+			b.Update(eps)
+			p := b.Picker().(*rrPicker)
+			var got []string
+			for _, i := range p.sets[0].schedule {
+				got = append(got, p.sel.sets[0].endpoints[i].Address)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("schedule mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// envoyEDF simulates Envoy's EdfScheduler from a fresh state for n
+// picks: every entry starts with deadline 1/w, a pick takes the earliest
+// deadline (ties to the entry added first) and re-adds it at deadline +
+// 1/w. Deadlines are kept exact: after k picks entry i is due at
+// (k+1)/w[i].
+func envoyEDF(weights []uint64, n int) []uint32 {
+	picks := make([]uint64, len(weights))
+	out := make([]uint32, n)
+	for step := range out {
+		best := 0
+		for i := 1; i < len(weights); i++ {
+			// (picks[i]+1)/w[i] < (picks[best]+1)/w[best]
+			if (picks[i]+1)*weights[best] < (picks[best]+1)*weights[i] {
+				best = i
+			}
+		}
+		picks[best]++
+		out[step] = uint32(best)
+	}
+	return out
+}
+
+func TestEDFScheduleMatchesEnvoy(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for trial := range 200 {
+		n := 2 + r.IntN(8)
+		weights := make([]float64, n)
+		ints := make([]uint64, n)
+		for i := range weights {
+			ints[i] = 1 + r.Uint64N(20)
+			weights[i] = float64(ints[i])
+		}
+		schedule := edfSchedule(weights)
+		// Compare three cycles: the schedule repeats.
+		want := envoyEDF(ints, 3*len(schedule))
+		got := make([]uint32, len(want))
+		for c := range got {
+			got[c] = schedule[c%len(schedule)]
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("trial %d, weights %v: schedule differs from Envoy's EDF (-want +got):\n%s", trial, ints, diff)
+		}
+	}
+}
+
+func TestIntegerWeights(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []float64
+		want []uint64
+	}{
+		{name: "reduced", in: []float64{4, 6, 10}, want: []uint64{2, 3, 5}},
+		{name: "fractions quantised", in: []float64{0.25, 1}, want: []uint64{1, 4}},
+		{name: "tiny fraction keeps 1", in: []float64{1e-9, 1}, want: []uint64{1, 1000}},
+		{name: "huge scaled", in: []float64{1 << 31, 1<<31 + 1<<30}, want: []uint64{2, 3}},
+		{name: "capped", in: []float64{1, 1 << 20}, want: []uint64{1, 65535}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, integerWeights(tt.in)); diff != "" {
+				t.Errorf("integerWeights(%v) (-want +got):\n%s", tt.in, diff)
+			}
+		})
 	}
 }
 

@@ -318,6 +318,37 @@ func (p *RetryPolicy) clone() *RetryPolicy {
 	return &c
 }
 
+// ResponseHeaderMatcher is a compiled list of HeaderMatchers applied to
+// response headers: a RetryPolicy's RetriableHeaders as the router
+// evaluates them. It is immutable and safe for concurrent use.
+type ResponseHeaderMatcher struct {
+	ms []headerMatcher
+}
+
+// NewResponseHeaderMatcher compiles ms, which must be valid (see
+// HeaderMatcher.Validate; RetryPolicy.Validate checks RetriableHeaders).
+// Pseudo-header names (":method" ...) do not apply to responses; they
+// see the values of an empty request.
+func NewResponseHeaderMatcher(ms []HeaderMatcher) *ResponseHeaderMatcher {
+	m := &ResponseHeaderMatcher{ms: make([]headerMatcher, len(ms))}
+	for i := range ms {
+		m.ms[i] = newHeaderMatcher(&ms[i])
+	}
+	return m
+}
+
+// MatchAny reports whether any matcher matches h, which is how Envoy's
+// retriable_headers decide: one match makes the response retriable.
+func (m *ResponseHeaderMatcher) MatchAny(h http.Header) bool {
+	r := http.Request{Header: h}
+	for i := range m.ms {
+		if m.ms[i].match(&r) {
+			return true
+		}
+	}
+	return false
+}
+
 // CookieHash hashes on a cookie: Envoy's HashPolicy.Cookie. When TTL is
 // set and the cookie is absent, the proxy mints one with Name, TTL and Path.
 // It is plain data, not safe for concurrent mutation.

@@ -57,6 +57,7 @@ type Route struct {
 	timeout time.Duration
 	retry   *RetryPolicy
 	mirrors []MirrorPolicy
+	hashes  []hashMethod
 }
 
 // Path match kinds.
@@ -149,6 +150,7 @@ func compileRoute(rule *Rule, vh *VirtualHost, index int, hostname string) *Rout
 	if r.retry == nil {
 		r.retry = vh.RetryPolicy
 	}
+	r.hashes = compileHashPolicies(rule.HashPolicy)
 	r.mirrors = cloneSlice(rule.Mirrors)
 	for i := range r.mirrors {
 		if r.mirrors[i].Fraction == 0 {
@@ -487,7 +489,8 @@ func (r *Route) IdleTimeout() time.Duration { return r.rule.IdleTimeout }
 // Retry returns the rule's retry policy, else its virtual host's, else nil.
 func (r *Route) Retry() *RetryPolicy { return r.retry }
 
-// HashPolicy returns the rule's hash policies.
+// HashPolicy returns the rule's hash policies; RequestHash evaluates
+// them.
 func (r *Route) HashPolicy() []HashPolicy { return r.rule.HashPolicy }
 
 // Mirrors returns the rule's mirror policies with Fraction normalised: an
