@@ -58,7 +58,11 @@
 //	}
 //	log.Fatal(gw.Serve(ctx))
 //
-// The admin API (Options.Admin, 127.0.0.1:9901 by default) serves /ready,
-// /stats/prometheus, /config_dump, /clusters, /listeners,
-// /healthcheck/fail|ok and pprof.
+// The admin API (Options.Admin, 127.0.0.1:9901 by default, optionally
+// behind Options.AdminToken) serves Envoy's admin endpoints: /ready, /stats,
+// /stats/prometheus, /config_dump, /clusters, /listeners, /server_info,
+// /memory, /certs, POST /healthcheck/fail|ok, /drain_listeners and
+// /logging, and pprof. Stats carry Envoy's names and, with
+// Options.StatsPrefix "envoy", Envoy's exact Prometheus names and labels;
+// docs/observability.md lists them.
 package portico

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/porticoproxy/portico/cluster"
 	"github.com/porticoproxy/portico/filter"
 	"github.com/porticoproxy/portico/listener"
@@ -37,11 +35,41 @@ type Options struct {
 	// "-" disables the admin listener (the handler stays available through
 	// Gateway.AdminHandler).
 	Admin string
+	// AdminToken, when set, makes every admin endpoint but /ready require
+	// the header "Authorization: Bearer <AdminToken>"; other requests get
+	// 401. Set it whenever Admin is not a loopback address.
+	AdminToken string
 	// StatsPrefix prefixes every metric name and label; default "portico".
 	// "envoy" gives Envoy's own names.
 	StatsPrefix string
-	// Logger receives control-path events; default discards.
+	// EndpointStats turns on Envoy's per-endpoint stats
+	// (cluster.<name>.endpoint.<address>.rq_total and the like, Envoy's
+	// per_endpoint_stats) for every cluster. They are read from the
+	// clusters when scraped, so they cost the request path nothing, but
+	// they add a set of series per endpoint.
+	EndpointStats bool
+	// RouteStats turns on Envoy's per-route stats
+	// (vhost.<virtual host>.route.<route name>.upstream_rq_*) for every
+	// named route, the route's name standing in for Envoy's per-route
+	// stat_prefix. Off by default: they cost a few atomic adds per request
+	// and a set of series per route.
+	RouteStats bool
+	// Logger receives control-path events; default discards. Records pass
+	// through LogLevel first.
 	Logger *slog.Logger
+	// LogLevel is the minimum level of records the gateway hands to
+	// Logger; the admin endpoint /logging changes it at run time. Nil
+	// means a level of its own, starting at Info. Share it with Logger's
+	// handler (slog.HandlerOptions.Level) so that /logging can also lower
+	// the handler's threshold.
+	LogLevel *slog.LevelVar
+	// DrainTime is how long POST /drain_listeners?graceful keeps serving
+	// after it starts failing readiness before it stops the listeners
+	// (Envoy's --drain-time-s); default 600 s.
+	DrainTime time.Duration
+	// NodeID and NodeCluster identify this gateway (Envoy's --service-node
+	// and --service-cluster); they are shown by /server_info.
+	NodeID, NodeCluster string
 }
 
 // Gateway assembles listeners, route tables and clusters from a config
@@ -70,6 +98,9 @@ type Gateway struct {
 	serveCtx  context.Context
 	stopServe context.CancelFunc
 	versions  map[string]resourceInfo
+
+	level    *slog.LevelVar // the minimum level of g.log; /logging sets it
+	rejected rejections     // last rejected update per resource (xDS)
 }
 
 type resourceInfo struct {
@@ -98,17 +129,19 @@ type liveListener struct {
 func New(cfg Config, opts Options) (*Gateway, error) {
 	g := &Gateway{
 		opts:      opts,
-		log:       opts.Logger,
 		listeners: map[string]*liveListener{},
 		routes:    map[string]*route.Table{},
 		hcms:      map[*hcm]struct{}{},
 		versions:  map[string]resourceInfo{},
+		level:     opts.LogLevel,
 	}
-	if g.log == nil {
-		g.log = slog.New(slog.DiscardHandler)
+	if g.level == nil {
+		g.level = new(slog.LevelVar)
 	}
+	g.log = newLogger(opts.Logger, g.level)
 	g.clusters.Store(&clusterSet{byName: map[string]*liveCluster{}})
-	g.metrics = newMetrics(opts.StatsPrefix, func() float64 { return float64(len(g.clusters.Load().byName)) }, &g.draining)
+	g.metrics = newMetrics(opts.StatsPrefix)
+	g.metrics.reg.MustRegister(newGatewayCollector(g))
 	g.serveCtx, g.stopServe = context.WithCancel(context.Background())
 	if err := g.Apply(cfg); err != nil {
 		g.Close()
@@ -126,6 +159,9 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		}
 		g.adminLn = ln
 		g.admin = &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		if opts.AdminToken == "" && !isLoopback(ln.Addr()) {
+			g.log.Warn("admin listener is not on a loopback address and has no AdminToken", "address", ln.Addr().String())
+		}
 	}
 	return g, nil
 }
@@ -493,6 +529,7 @@ func (g *Gateway) commitClusterLocked(pc preparedCluster) error {
 		if err := cur.byName[pc.cfg.Name].c.UpdateEndpoints(pc.cfg.Endpoints); err != nil {
 			return fmt.Errorf("cluster %q: %w", pc.cfg.Name, err)
 		}
+		g.metrics.cmUpdated.Inc()
 		g.bump("cluster:" + pc.cfg.Name)
 		return nil
 	}
@@ -504,7 +541,10 @@ func (g *Gateway) commitClusterLocked(pc preparedCluster) error {
 	next.byName[pc.cfg.Name] = &liveCluster{c: pc.fresh, stats: g.metrics.cluster(pc.cfg.Name)}
 	g.clusters.Store(next)
 	if old != nil {
+		g.metrics.cmModified.Inc()
 		g.retire(old.c)
+	} else {
+		g.metrics.cmAdded.Inc()
 	}
 	g.bump("cluster:" + pc.cfg.Name)
 	return nil
@@ -553,6 +593,7 @@ func (g *Gateway) removeClusterLocked(name string) {
 	}
 	g.clusters.Store(next)
 	if old := cur.byName[name]; old != nil {
+		g.metrics.cmRemoved.Inc()
 		g.retire(old.c)
 	}
 	delete(g.versions, "cluster:"+name)
@@ -567,6 +608,7 @@ func (g *Gateway) UpdateEndpoints(clusterName string, eps []cluster.Endpoint) er
 	if err := lc.c.UpdateEndpoints(eps); err != nil {
 		return fmt.Errorf("cluster %q: %w", clusterName, err)
 	}
+	g.metrics.cmUpdated.Inc()
 	g.mu.Lock()
 	g.bump("cluster:" + clusterName)
 	g.mu.Unlock()
@@ -604,6 +646,7 @@ func (g *Gateway) RemoveListener(name string) error {
 
 func (g *Gateway) removeListenerLocked(name string) {
 	ll := g.listeners[name]
+	g.metrics.lmRemoved.Inc()
 	delete(g.listeners, name)
 	delete(g.versions, "listener:"+name)
 	for _, h := range ll.hcms {
@@ -644,11 +687,7 @@ func (g *Gateway) upsertListenerLocked(cfg listener.Config) error {
 	// Give every HTTP filter chain its connection manager, reusing the
 	// live one for a chain of the same name so route updates keep reaching
 	// connections accepted before this update.
-	obs := &connObserver{
-		cxTotal:  g.metrics.lisCxTotal.WithLabelValues(listenerLabel(cfg.Address)),
-		cxActive: g.metrics.lisCxActive.WithLabelValues(listenerLabel(cfg.Address)),
-		hcms:     map[string]*hcmStats{},
-	}
+	obs := g.metrics.connObserver(cfg.Address)
 	bind := func(fc *listener.FilterChain, name string) error {
 		if fc.HTTP == nil {
 			return nil
@@ -664,7 +703,7 @@ func (g *Gateway) upsertListenerLocked(cfg listener.Config) error {
 			return err
 		}
 		ll.hcms[name] = h
-		obs.hcms[name] = h.stats
+		obs.bind(name, fc, h.stats)
 		fcHTTP := *fc.HTTP
 		fcHTTP.Handler = h
 		fc.HTTP = &fcHTTP
@@ -722,6 +761,11 @@ func (g *Gateway) upsertListenerLocked(cfg listener.Config) error {
 		}
 	}
 	g.listeners[cfg.Name] = ll
+	if old != nil {
+		g.metrics.lmModified.Inc()
+	} else {
+		g.metrics.lmAdded.Inc()
+	}
 	g.bump("listener:" + cfg.Name)
 	return nil
 }
@@ -746,29 +790,5 @@ var errNoRoute = &filter.ReplyError{Status: http.StatusNotFound, Flags: filter.F
 func discardBody(b io.ReadCloser) {
 	if b != nil {
 		b.Close()
-	}
-}
-
-// connObserver counts a listener's connections, per listener address and
-// per connection manager. It is immutable once built.
-type connObserver struct {
-	cxTotal  prometheus.Counter
-	cxActive prometheus.Gauge
-	hcms     map[string]*hcmStats // by filter chain name
-}
-
-func (o *connObserver) OnConnOpen(chain string) {
-	o.cxTotal.Inc()
-	o.cxActive.Inc()
-	if h := o.hcms[chain]; h != nil {
-		h.cxTotal.Inc()
-		h.cxActive.Inc()
-	}
-}
-
-func (o *connObserver) OnConnClose(chain string) {
-	o.cxActive.Dec()
-	if h := o.hcms[chain]; h != nil {
-		h.cxActive.Dec()
 	}
 }

@@ -358,7 +358,7 @@ func TestAdmin(t *testing.T) {
 			Listeners []struct{ Name string }
 			Routes    []struct {
 				Name    string
-				Version int
+				Version string `json:"version_info"`
 			} `json:"route_configs"`
 			Clusters []struct {
 				Name      string
@@ -368,7 +368,7 @@ func TestAdmin(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &dump); err != nil {
 			t.Fatalf("config_dump is not JSON: %v\n%s", err, body)
 		}
-		if len(dump.Listeners) != 1 || len(dump.Routes) != 1 || dump.Routes[0].Version != 1 || len(dump.Clusters) != 1 ||
+		if len(dump.Listeners) != 1 || len(dump.Routes) != 1 || dump.Routes[0].Version != "1" || len(dump.Clusters) != 1 ||
 			dump.Clusters[0].Endpoints[0]["address"] != origin {
 			t.Errorf("unexpected dump: %+v", dump)
 		}

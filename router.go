@@ -26,6 +26,9 @@ type hcm struct {
 	state atomic.Pointer[hcmState]
 	cfg   atomic.Pointer[listener.HTTPConfig] // control path only
 	stats *hcmStats
+	// shadows bounds the manager's shadow requests in flight (mirror.go);
+	// it outlives state swaps.
+	shadows chan struct{}
 }
 
 // hcmState is immutable.
@@ -33,8 +36,14 @@ type hcmState struct {
 	table  *route.Table
 	base   *filter.Chain   // chain without per-route overrides
 	chains []*filter.Chain // by route index
-	stats  *hcmStats
-	router *router // the chains' terminal, bound to this state
+	// retries are the routes' compiled retry policies, by route index;
+	// nil entries for routes without one.
+	retries []*retryPolicy
+	stats   *hcmStats
+	// routeStats are the per-route stats by route index (nil entries for
+	// unnamed routes); nil unless Options.RouteStats.
+	routeStats []*routeStats
+	router     *router // the chains' terminal, bound to this state
 }
 
 func (h *hcm) routeName() string { return h.cfg.Load().RouteConfig }
@@ -60,7 +69,13 @@ func (h *hcm) refresh() error {
 		return err
 	}
 	st.stats = h.stats
-	st.router = &router{g: h.g, st: st}
+	if h.g.opts.RouteStats {
+		st.routeStats = h.g.metrics.routeStats(st.table)
+	}
+	if h.shadows == nil {
+		h.shadows = make(chan struct{}, maxShadowsInFlight)
+	}
+	st.router = &router{g: h.g, st: st, shadows: h.shadows}
 	h.state.Store(st)
 	return nil
 }
@@ -77,6 +92,7 @@ func compileState(cfg *listener.HTTPConfig, t *route.Table) (*hcmState, error) {
 		return st, nil
 	}
 	routes := t.Routes()
+	st.retries = compileRetries(t)
 	st.chains = make([]*filter.Chain, len(routes))
 	for i, r := range routes {
 		st.chains[i] = base
@@ -103,6 +119,11 @@ func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.stats.rqTotal.Inc()
 	st.stats.rqActive.Inc()
+	if r.ProtoMajor == 2 {
+		st.stats.rqHTTP2.Inc()
+	} else {
+		st.stats.rqHTTP1.Inc()
+	}
 
 	var rt *route.Route
 	if st.table != nil {
@@ -119,18 +140,22 @@ func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt != nil {
 		x.BufferLimit = rt.BufferLimit()
 	}
+	// Deferred: Serve panics with http.ErrAbortHandler to abort a broken
+	// stream, and the request must still stop being active.
+	defer st.finish(x)
 	chain.Serve(w, x, st.router)
-	st.stats.rqActive.Dec()
-	st.stats.rqXX.inc(x.Status)
-	st.stats.rqTime.Observe(float64(time.Since(x.Start)) / float64(time.Millisecond))
+	st.stats.rqCompleted.Inc()
 }
 
 // router is the terminal of every chain: Envoy's router filter. It answers
 // redirects and direct responses, and sends everything else to the
-// route's cluster.
+// route's cluster: in one attempt (once) when the route has neither a
+// retry policy nor mirror policies, else through the upstream request
+// loop (retry.go) and shadows (mirror.go).
 type router struct {
-	g  *Gateway
-	st *hcmState
+	g       *Gateway
+	st      *hcmState
+	shadows chan struct{} // semaphore of shadows in flight
 }
 
 var errNoCluster = &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagNoClusterFound, Body: []byte("no cluster"), Details: "cluster_not_found"}
@@ -157,6 +182,16 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 	if lc == nil {
 		return nil, errNoCluster
 	}
+	rp, mirrors := rt.st.retryFor(r), r.Mirrors()
+	if rp == nil && len(mirrors) == 0 {
+		return rt.once(x, r, lc)
+	}
+	return rt.upstream(ctx, x, r, lc, rp, mirrors)
+}
+
+// once sends x.Out to lc in a single attempt: the path of routes without
+// retries or shadows, kept as lean as the request path allows.
+func (rt *router) once(x *filter.Exchange, r *route.Route, lc *liveCluster) (*http.Response, error) {
 	st := lc.stats
 	st.rqTotal.Inc()
 	st.rqActive.Inc()
@@ -178,6 +213,7 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 	st.rqTime.Observe(float64(time.Since(x.UpstreamStart)) / float64(time.Millisecond))
 	removeHopHeaders(resp)
 	r.RewriteResponse(resp.Header, x.In, x.Endpoint)
+	setServiceTime(resp.Header, x.UpstreamStart)
 	return resp, nil
 }
 
@@ -193,7 +229,6 @@ func upstreamFailure(st *clusterStats, err error) error {
 		return &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagNoHealthyUpstream,
 			Body: []byte("no healthy upstream"), Details: "no_healthy_upstream"}
 	case cluster.ConnectFailure:
-		st.cxFail.Inc()
 		return &filter.ReplyError{Status: http.StatusServiceUnavailable, Flags: filter.FlagUpstreamConnectionFailure,
 			Body:    []byte("upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
 			Details: "upstream_reset_before_response_started{connection_failure}"}

@@ -1,8 +1,6 @@
 package portico
 
 import (
-	"runtime"
-	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -10,6 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/porticoproxy/portico/filter"
+	"github.com/porticoproxy/portico/route"
 )
 
 // DefaultStatsPrefix is the metric name prefix when Options.StatsPrefix is
@@ -20,30 +21,45 @@ const DefaultStatsPrefix = "portico"
 var rqTimeBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
 
 // metrics holds the gateway's Prometheus collectors, named after Envoy's
-// stats with Envoy's tag extraction turned into labels:
+// stats with Envoy's tag extraction turned into labels, exactly as Envoy's
+// /stats/prometheus prints them when the prefix is "envoy":
 //
-//	<prefix>_http_downstream_rq_total{<prefix>_http_conn_manager_prefix}
 //	<prefix>_http_downstream_rq_xx{<prefix>_response_code_class, <prefix>_http_conn_manager_prefix}
-//	<prefix>_cluster_upstream_rq_total{<prefix>_cluster_name}
 //	<prefix>_cluster_upstream_rq{<prefix>_response_code, <prefix>_cluster_name}
-//	<prefix>_cluster_upstream_rq_completed{<prefix>_cluster_name}
-//	<prefix>_listener_downstream_cx_total{<prefix>_listener_address}
+//	<prefix>_listener_downstream_cx_length_ms{<prefix>_listener_address}
+//	<prefix>_vhost_route_upstream_rq_total{<prefix>_virtual_host, <prefix>_route}
 //
-// Children are bound once per listener, connection manager and cluster, so
-// the request path only does atomic adds.
+// The families below are the ones the request path updates. Children are
+// bound once per listener, connection manager, cluster and route, so the
+// request path only does atomic adds; per-code children are bound on first
+// use. Stats that already live somewhere as lock-free counters (listener
+// connections, cluster membership, the server) are read at scrape time by
+// gatewayCollector instead.
 type metrics struct {
 	reg    *prometheus.Registry
 	prefix string
+	start  time.Time
 
-	hcmRqTotal   *prometheus.CounterVec
-	hcmRqXX      *prometheus.CounterVec
-	hcmRqActive  *prometheus.GaugeVec
-	hcmRqTime    *prometheus.HistogramVec
-	hcmCxTotal   *prometheus.CounterVec
-	hcmCxActive  *prometheus.GaugeVec
-	hcmRqNR      *prometheus.CounterVec
-	lisCxTotal   *prometheus.CounterVec
-	lisCxActive  *prometheus.GaugeVec
+	// http.<stat_prefix>.*
+	hcmRqTotal     *prometheus.CounterVec
+	hcmRqXX        *prometheus.CounterVec
+	hcmRqCompleted *prometheus.CounterVec
+	hcmRqHTTP1     *prometheus.CounterVec
+	hcmRqHTTP2     *prometheus.CounterVec
+	hcmRqActive    *prometheus.GaugeVec
+	hcmRqTime      *prometheus.HistogramVec
+	hcmRqNR        *prometheus.CounterVec
+	hcmRqNC        *prometheus.CounterVec
+	hcmCxTotal     *prometheus.CounterVec
+	hcmCxDestroy   *prometheus.CounterVec
+	hcmCxSSLTotal  *prometheus.CounterVec
+	hcmCxActive    *prometheus.GaugeVec
+	hcmCxSSLActive *prometheus.GaugeVec
+	hcmCxLength    *prometheus.HistogramVec
+	// listener.<address>.* kept by the gateway; the counters are the
+	// listener's own, read at scrape time.
+	lisCxLength *prometheus.HistogramVec
+	// cluster.<name>.*
 	cluRqTotal   *prometheus.CounterVec
 	cluRqXX      *prometheus.CounterVec
 	cluRqCode    *prometheus.CounterVec
@@ -51,21 +67,37 @@ type metrics struct {
 	cluRqTime    *prometheus.HistogramVec
 	cluRqActive  *prometheus.GaugeVec
 	cluRqTimeout *prometheus.CounterVec
-	cluCxFail    *prometheus.CounterVec
 	cluNoHealthy *prometheus.CounterVec
-	cmClusters   prometheus.GaugeFunc
-	uptime       prometheus.GaugeFunc
+	cluRetry     retryVecs // retry and shadow counters (retry.go)
+	// vhost.<virtual_host>.route.<route>.* (Options.RouteStats)
+	rtRqTotal   *prometheus.CounterVec
+	rtRqXX      *prometheus.CounterVec
+	rtRqCode    *prometheus.CounterVec
+	rtRqTime    *prometheus.HistogramVec
+	rtRqTimeout *prometheus.CounterVec
+	// cluster_manager.* and listener_manager.*, counted on the control
+	// path.
+	cmAdded    prometheus.Counter
+	cmModified prometheus.Counter
+	cmRemoved  prometheus.Counter
+	cmUpdated  prometheus.Counter
+	lmAdded    prometheus.Counter
+	lmModified prometheus.Counter
+	lmRemoved  prometheus.Counter
 }
 
-func newMetrics(prefix string, clusters func() float64, draining *atomic.Bool) *metrics {
+func newMetrics(prefix string) *metrics {
 	if prefix == "" {
 		prefix = DefaultStatsPrefix
 	}
-	m := &metrics{reg: prometheus.NewRegistry(), prefix: prefix}
+	m := &metrics{reg: prometheus.NewRegistry(), prefix: prefix, start: time.Now()}
 	p := func(s string) string { return prefix + "_" + s }
 	hcm := p("http_conn_manager_prefix")
 	class := p("response_code_class")
+	code := p("response_code")
 	cl := p("cluster_name")
+	lis := p("listener_address")
+	vh, rt := p("virtual_host"), p("route")
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: p(name), Help: help}, labels)
 		m.reg.MustRegister(v)
@@ -81,54 +113,50 @@ func newMetrics(prefix string, clusters func() float64, draining *atomic.Bool) *
 		m.reg.MustRegister(v)
 		return v
 	}
+	single := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: p(name), Help: help})
+		m.reg.MustRegister(c)
+		return c
+	}
 	m.hcmRqTotal = counter("http_downstream_rq_total", "Total requests.", hcm)
 	m.hcmRqXX = counter("http_downstream_rq_xx", "Requests by response code class.", class, hcm)
+	m.hcmRqCompleted = counter("http_downstream_rq_completed", "Requests that got a whole response (aborted streams excluded).", hcm)
+	m.hcmRqHTTP1 = counter("http_downstream_rq_http1_total", "HTTP/1.x requests.", hcm)
+	m.hcmRqHTTP2 = counter("http_downstream_rq_http2_total", "HTTP/2 requests.", hcm)
 	m.hcmRqActive = gauge("http_downstream_rq_active", "Active requests.", hcm)
-	m.hcmRqTime = hist("http_downstream_rq_time", "Request time, milliseconds.", hcm)
-	m.hcmCxTotal = counter("http_downstream_cx_total", "Total connections.", hcm)
-	m.hcmCxActive = gauge("http_downstream_cx_active", "Active connections.", hcm)
+	m.hcmRqTime = hist("http_downstream_rq_time", "Request time, headers received to response done, milliseconds.", hcm)
 	m.hcmRqNR = counter("http_no_route", "Requests with no matching route.", hcm)
-	m.lisCxTotal = counter("listener_downstream_cx_total", "Total connections.", p("listener_address"))
-	m.lisCxActive = gauge("listener_downstream_cx_active", "Active connections.", p("listener_address"))
+	m.hcmRqNC = counter("http_no_cluster", "Requests whose route names a cluster that does not exist.", hcm)
+	m.hcmCxTotal = counter("http_downstream_cx_total", "Total connections.", hcm)
+	m.hcmCxDestroy = counter("http_downstream_cx_destroy", "Connections closed.", hcm)
+	m.hcmCxSSLTotal = counter("http_downstream_cx_ssl_total", "Total TLS connections.", hcm)
+	m.hcmCxActive = gauge("http_downstream_cx_active", "Active connections.", hcm)
+	m.hcmCxSSLActive = gauge("http_downstream_cx_ssl_active", "Active TLS connections.", hcm)
+	m.hcmCxLength = hist("http_downstream_cx_length_ms", "Connection length, milliseconds.", hcm)
+	m.lisCxLength = hist("listener_downstream_cx_length_ms", "Connection length, milliseconds.", lis)
 	m.cluRqTotal = counter("cluster_upstream_rq_total", "Total upstream requests.", cl)
 	m.cluRqXX = counter("cluster_upstream_rq_xx", "Upstream requests by response code class.", class, cl)
-	m.cluRqCode = counter("cluster_upstream_rq", "Upstream requests by response code.", p("response_code"), cl)
+	m.cluRqCode = counter("cluster_upstream_rq", "Upstream requests by response code.", code, cl)
 	m.cluRqDone = counter("cluster_upstream_rq_completed", "Upstream requests completed with a response.", cl)
 	m.cluRqTime = hist("cluster_upstream_rq_time", "Upstream request time to response headers, milliseconds.", cl)
 	m.cluRqActive = gauge("cluster_upstream_rq_active", "Active upstream requests.", cl)
 	m.cluRqTimeout = counter("cluster_upstream_rq_timeout", "Upstream requests that timed out.", cl)
-	m.cluCxFail = counter("cluster_upstream_cx_connect_fail", "Upstream connection failures.", cl)
 	m.cluNoHealthy = counter("cluster_upstream_cx_none_healthy", "Requests with no healthy endpoint.", cl)
-	m.cmClusters = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: p("cluster_manager_active_clusters"), Help: "Active clusters."}, clusters)
-	m.reg.MustRegister(m.cmClusters)
-	start := time.Now()
-	m.uptime = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: p("server_uptime"), Help: "Seconds since start."},
-		func() float64 { return time.Since(start).Seconds() })
-	m.reg.MustRegister(m.uptime)
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: p("server_concurrency"), Help: "GOMAXPROCS."},
-		func() float64 { return float64(runtime.GOMAXPROCS(0)) }))
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: p("server_live"), Help: "1 while the server is not draining."},
-		func() float64 {
-			if draining.Load() {
-				return 0
-			}
-			return 1
-		}))
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: p("server_memory_allocated"), Help: "Bytes of allocated heap objects."},
-		heapObjectBytes))
+	m.cluRetry = newRetryVecs(counter, cl)
+	m.rtRqTotal = counter("vhost_route_upstream_rq_total", "Upstream requests of the route.", vh, rt)
+	m.rtRqXX = counter("vhost_route_upstream_rq_xx", "Upstream requests of the route by response code class.", class, vh, rt)
+	m.rtRqCode = counter("vhost_route_upstream_rq", "Upstream requests of the route by response code.", code, vh, rt)
+	m.rtRqTime = hist("vhost_route_upstream_rq_time", "Upstream request time of the route to response headers, milliseconds.", vh, rt)
+	m.rtRqTimeout = counter("vhost_route_upstream_rq_timeout", "Upstream requests of the route that timed out.", vh, rt)
+	m.cmAdded = single("cluster_manager_cluster_added", "Clusters added.")
+	m.cmModified = single("cluster_manager_cluster_modified", "Clusters replaced by a changed configuration.")
+	m.cmRemoved = single("cluster_manager_cluster_removed", "Clusters removed.")
+	m.cmUpdated = single("cluster_manager_cluster_updated", "Cluster endpoint (membership) updates.")
+	m.lmAdded = single("listener_manager_listener_added", "Listeners added.")
+	m.lmModified = single("listener_manager_listener_modified", "Listeners updated.")
+	m.lmRemoved = single("listener_manager_listener_removed", "Listeners removed.")
 	m.reg.MustRegister(collectors.NewGoCollector())
 	return m
-}
-
-// heapObjectBytes reads the bytes of live and not yet swept heap objects,
-// the Go counterpart of Envoy's server.memory_allocated.
-func heapObjectBytes() float64 {
-	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	rtmetrics.Read(s)
-	if s[0].Value.Kind() != rtmetrics.KindUint64 {
-		return 0
-	}
-	return float64(s[0].Value.Uint64())
 }
 
 // classStats are counters bound per response code class (1xx..5xx).
@@ -142,36 +170,104 @@ func (c *classStats) inc(status int) {
 	c[i].Inc()
 }
 
-func bindClasses(v *prometheus.CounterVec, label string) classStats {
+func bindClasses(v *prometheus.CounterVec, labels ...string) classStats {
 	var c classStats
 	for i := 1; i <= 5; i++ {
-		c[i] = v.WithLabelValues(string(rune('0'+i)), label)
+		c[i] = v.WithLabelValues(append([]string{string(rune('0' + i))}, labels...)...)
 	}
 	return c
 }
 
+// codeStats are counters per response code (100..599), each bound on its
+// first use: binding all 500 up front would publish 500 zero series per
+// cluster. After a code's first use counting it is lock-free and
+// allocation-free.
+type codeStats struct {
+	vec    *prometheus.CounterVec
+	labels []string // the labels after the response code
+	codes  [500]atomic.Pointer[prometheus.Counter]
+}
+
+func (s *codeStats) inc(status int) {
+	if status < 100 || status > 599 {
+		return
+	}
+	slot := &s.codes[status-100]
+	c := slot.Load()
+	if c == nil {
+		bound := s.vec.WithLabelValues(append([]string{strconv.Itoa(status)}, s.labels...)...)
+		if slot.CompareAndSwap(nil, &bound) {
+			c = &bound
+		} else {
+			c = slot.Load()
+		}
+	}
+	(*c).Inc()
+}
+
 // hcmStats are one connection manager's stats, keyed by its stat prefix.
 type hcmStats struct {
-	rqTotal  prometheus.Counter
-	rqActive prometheus.Gauge
-	rqTime   prometheus.Observer
-	rqNR     prometheus.Counter
-	cxTotal  prometheus.Counter
-	cxActive prometheus.Gauge
-	rqXX     classStats
+	rqTotal     prometheus.Counter
+	rqCompleted prometheus.Counter
+	rqHTTP1     prometheus.Counter
+	rqHTTP2     prometheus.Counter
+	rqActive    prometheus.Gauge
+	rqTime      prometheus.Observer
+	rqNR        prometheus.Counter
+	rqNC        prometheus.Counter
+	rqXX        classStats
+	cxTotal     prometheus.Counter
+	cxDestroy   prometheus.Counter
+	cxSSLTotal  prometheus.Counter
+	cxActive    prometheus.Gauge
+	cxSSLActive prometheus.Gauge
+	cxLength    prometheus.Observer
 }
 
 func (m *metrics) hcm(prefix string) *hcmStats {
 	return &hcmStats{
-		rqTotal:  m.hcmRqTotal.WithLabelValues(prefix),
-		rqActive: m.hcmRqActive.WithLabelValues(prefix),
-		rqTime:   m.hcmRqTime.WithLabelValues(prefix),
-		rqNR:     m.hcmRqNR.WithLabelValues(prefix),
-		cxTotal:  m.hcmCxTotal.WithLabelValues(prefix),
-		cxActive: m.hcmCxActive.WithLabelValues(prefix),
-		rqXX:     bindClasses(m.hcmRqXX, prefix),
+		rqTotal:     m.hcmRqTotal.WithLabelValues(prefix),
+		rqCompleted: m.hcmRqCompleted.WithLabelValues(prefix),
+		rqHTTP1:     m.hcmRqHTTP1.WithLabelValues(prefix),
+		rqHTTP2:     m.hcmRqHTTP2.WithLabelValues(prefix),
+		rqActive:    m.hcmRqActive.WithLabelValues(prefix),
+		rqTime:      m.hcmRqTime.WithLabelValues(prefix),
+		rqNR:        m.hcmRqNR.WithLabelValues(prefix),
+		rqNC:        m.hcmRqNC.WithLabelValues(prefix),
+		rqXX:        bindClasses(m.hcmRqXX, prefix),
+		cxTotal:     m.hcmCxTotal.WithLabelValues(prefix),
+		cxDestroy:   m.hcmCxDestroy.WithLabelValues(prefix),
+		cxSSLTotal:  m.hcmCxSSLTotal.WithLabelValues(prefix),
+		cxActive:    m.hcmCxActive.WithLabelValues(prefix),
+		cxSSLActive: m.hcmCxSSLActive.WithLabelValues(prefix),
+		cxLength:    m.hcmCxLength.WithLabelValues(prefix),
 	}
 }
+
+// finish counts a request that is over: its response class and time, and
+// its route's stats when route stats are on. It runs even when the chain
+// aborts the stream (by panicking with http.ErrAbortHandler).
+func (st *hcmState) finish(x *filter.Exchange) {
+	s := st.stats
+	s.rqActive.Dec()
+	s.rqXX.inc(x.Status)
+	end := x.End // set by the chain when the exchange finished
+	if end.IsZero() {
+		end = time.Now()
+	}
+	s.rqTime.Observe(millis(end.Sub(x.Start)))
+	if x.Flags.Has(filter.FlagNoClusterFound) {
+		s.rqNC.Inc()
+	}
+	if st.routeStats != nil && x.Route != nil && !x.UpstreamStart.IsZero() {
+		if rs := st.routeStats[x.Route.Index()]; rs != nil {
+			rs.charge(x)
+		}
+	}
+}
+
+// millis converts d to fractional milliseconds, Envoy's histogram unit.
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // clusterStats are one cluster's stats.
 type clusterStats struct {
@@ -179,14 +275,13 @@ type clusterStats struct {
 	rqActive  prometheus.Gauge
 	rqTime    prometheus.Observer
 	rqTimeout prometheus.Counter
-	cxFail    prometheus.Counter
 	noHealthy prometheus.Counter
+	retry     retryStats // retry.go
 	rqXX      classStats
 	rqDone    prometheus.Counter
 
-	name   string
-	byCode *prometheus.CounterVec
-	codes  [500]atomic.Pointer[prometheus.Counter] // status 100..599, bound on first use
+	name  string
+	codes codeStats
 }
 
 // charge counts one upstream response: its class, its code and completion.
@@ -194,20 +289,7 @@ type clusterStats struct {
 func (s *clusterStats) charge(status int) {
 	s.rqXX.inc(status)
 	s.rqDone.Inc()
-	if status < 100 || status > 599 {
-		return
-	}
-	slot := &s.codes[status-100]
-	c := slot.Load()
-	if c == nil {
-		bound := s.byCode.WithLabelValues(strconv.Itoa(status), s.name)
-		if !slot.CompareAndSwap(nil, &bound) {
-			c = slot.Load()
-		} else {
-			c = &bound
-		}
-	}
-	(*c).Inc()
+	s.codes.inc(status)
 }
 
 func (m *metrics) cluster(name string) *clusterStats {
@@ -216,21 +298,67 @@ func (m *metrics) cluster(name string) *clusterStats {
 		rqActive:  m.cluRqActive.WithLabelValues(name),
 		rqTime:    m.cluRqTime.WithLabelValues(name),
 		rqTimeout: m.cluRqTimeout.WithLabelValues(name),
-		cxFail:    m.cluCxFail.WithLabelValues(name),
 		noHealthy: m.cluNoHealthy.WithLabelValues(name),
+		retry:     m.cluRetry.bind(name),
 		rqXX:      bindClasses(m.cluRqXX, name),
 		rqDone:    m.cluRqDone.WithLabelValues(name),
 		name:      name,
-		byCode:    m.cluRqCode,
+		codes:     codeStats{vec: m.cluRqCode, labels: []string{name}},
 	}
 }
 
-// listenerLabel renders an address the way Envoy tags listener stats:
-// "0.0.0.0_8080".
-func listenerLabel(addr string) string {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return addr
+// routeStats are one route's stats: Envoy's per-route stats
+// (vhost.<virtual host>.route.<stat_prefix>.*), which have the virtual
+// cluster stats' names. Portico uses the route's name as its stat prefix.
+type routeStats struct {
+	rqTotal   prometheus.Counter
+	rqTimeout prometheus.Counter
+	rqTime    prometheus.Observer
+	rqXX      classStats
+	codes     codeStats
+}
+
+// routeStats binds the stats of every named route of t, by route index;
+// unnamed routes get none, as Envoy routes without a stat_prefix.
+func (m *metrics) routeStats(t *route.Table) []*routeStats {
+	if t == nil {
+		return nil
 	}
-	return strings.Trim(addr[:i], "[]") + "_" + addr[i+1:]
+	routes := t.Routes()
+	out := make([]*routeStats, len(routes))
+	for i, r := range routes {
+		if r.Name() == "" {
+			continue
+		}
+		vh, name := r.VirtualHost(), r.Name()
+		out[i] = &routeStats{
+			rqTotal:   m.rtRqTotal.WithLabelValues(vh, name),
+			rqTimeout: m.rtRqTimeout.WithLabelValues(vh, name),
+			rqTime:    m.rtRqTime.WithLabelValues(vh, name),
+			rqXX:      bindClasses(m.rtRqXX, vh, name),
+			codes:     codeStats{vec: m.rtRqCode, labels: []string{vh, name}},
+		}
+	}
+	return out
+}
+
+// charge counts an exchange that reached the upstream: the status sent
+// downstream and the time to the response headers.
+func (s *routeStats) charge(x *filter.Exchange) {
+	s.rqTotal.Inc()
+	if x.Flags.Has(filter.FlagUpstreamRequestTimeout) {
+		s.rqTimeout.Inc()
+	}
+	s.rqXX.inc(x.Status)
+	s.codes.inc(x.Status)
+	if !x.ResponseStart.IsZero() {
+		s.rqTime.Observe(millis(x.ResponseStart.Sub(x.UpstreamStart)))
+	}
+}
+
+// listenerLabel renders an address the way Envoy names listener stats:
+// "0.0.0.0_8080", "[__1]_8080" (Envoy turns every ':' of a stat name into
+// '_').
+func listenerLabel(addr string) string {
+	return strings.ReplaceAll(addr, ":", "_")
 }

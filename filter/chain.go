@@ -182,6 +182,7 @@ func (c *Chain) Serve(w http.ResponseWriter, x *Exchange, up Upstream) {
 // finish ends the exchange: done phases, then the abort if one is due.
 func (c *Chain) finish(ctx context.Context, x *Exchange) {
 	x.End = time.Now()
+	x.settle()
 	for i := range c.done {
 		if d := &c.done[i]; d.pos < x.reached {
 			d.f.OnDone(ctx, x)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/porticoproxy/portico/route"
@@ -58,8 +59,16 @@ type Exchange struct {
 	UpstreamStart time.Time // first upstream attempt started
 	ResponseStart time.Time // response headers written downstream
 	End           time.Time // exchange finished
+	// RequestEnd is when the last byte of the request was received from
+	// downstream: Start for a request without a body, zero when the body
+	// was not read to its end. Like BytesReceived, it is settled when the
+	// exchange finishes, before the done phases.
+	RequestEnd time.Time
 
-	// BytesReceived and BytesSent count body bytes from and to downstream.
+	// BytesReceived and BytesSent count body bytes from and to downstream
+	// (and the bytes of an upgraded connection). BytesReceived counts the
+	// request body as it is read, by filters or by the upstream transport;
+	// it is settled when the exchange finishes, before the done phases.
 	BytesReceived int64
 	BytesSent     int64
 
@@ -88,8 +97,49 @@ type Exchange struct {
 	respHold  holdState
 	respChunk Chunk
 
-	out    http.Request // backs Out
-	outURL url.URL      // backs Out.URL
+	out     http.Request // backs Out
+	outURL  url.URL      // backs Out.URL
+	reqBody countedBody  // wraps In.Body as Out.Body, when there is a body
+}
+
+// countedBody is the downstream request body as the exchange reads it: it
+// counts bytes and notes when the body ended. The upstream transport may
+// read it on its own goroutine, hence the atomics; Exchange.settle copies
+// the results into the Exchange. It lives inside the Exchange, so counting
+// costs no allocation.
+type countedBody struct {
+	src   io.ReadCloser
+	start time.Time
+	n     atomic.Int64
+	end   atomic.Int64 // time from start to EOF, plus one; 0 until EOF
+}
+
+var _ io.ReadCloser = (*countedBody)(nil)
+
+func (b *countedBody) Read(p []byte) (int, error) {
+	n, err := b.src.Read(p)
+	if n > 0 {
+		b.n.Add(int64(n))
+	}
+	if err == io.EOF {
+		b.end.CompareAndSwap(0, int64(time.Since(b.start))+1)
+	}
+	return n, err
+}
+
+// Close closes the downstream body. The transport may call it concurrently
+// with Read.
+func (b *countedBody) Close() error { return b.src.Close() }
+
+// settle copies the request body's byte count and end time into x.
+func (x *Exchange) settle() {
+	if x.reqBody.src == nil {
+		return
+	}
+	x.BytesReceived += x.reqBody.n.Load()
+	if d := x.reqBody.end.Load(); d > 0 && x.RequestEnd.IsZero() {
+		x.RequestEnd = x.reqBody.start.Add(time.Duration(d - 1))
+	}
 }
 
 // holdState is the hold-back buffer of one side (request or response) of
@@ -137,11 +187,19 @@ func (x *Exchange) initOut(r *http.Request) {
 		x.out.Header = make(http.Header)
 	}
 	x.out.RequestURI = ""
-	if r.ContentLength == 0 {
+	switch {
+	case r.ContentLength == 0:
 		// No body bytes will come: HTTP/2 servers still hand out an open
 		// (empty) body, which would make the request look like a stream
 		// to transports.
 		x.out.Body = http.NoBody
+		x.RequestEnd = x.Start
+	case r.Body == nil || r.Body == http.NoBody:
+		x.RequestEnd = x.Start
+	default:
+		x.reqBody.src = r.Body
+		x.reqBody.start = x.Start
+		x.out.Body = &x.reqBody
 	}
 	x.Out = &x.out
 }

@@ -64,7 +64,8 @@ type trackedConn struct {
 	cs     *chain
 	l      *Listener
 	closed atomic.Bool
-	h2     bool // seen by the HTTP/1.1 fast path: h2c prior knowledge
+	h2     bool      // seen by the HTTP/1.1 fast path: h2c prior knowledge
+	opened time.Time // when handed to the chain; set only with an Observer
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
@@ -79,9 +80,9 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
-		c.l.cxActive.Add(-1)
+		c.l.connGone()
 		if obs := c.cs.observer; obs != nil {
-			obs.OnConnClose(c.cs.name)
+			obs.OnConnClose(c.cs.name, time.Since(c.opened))
 		}
 		if c.cs.active.Add(-1) == 0 && c.cs.retired.Load() {
 			c.cs.ln.Close()

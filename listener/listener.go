@@ -22,14 +22,15 @@ var ErrClosed = errors.New("listener: closed")
 
 // Observer is told when a connection is handed to a filter chain and when it
 // closes, so the gateway can keep per-chain stats (Envoy
-// http.<prefix>.downstream_cx_total / downstream_cx_active). Each
-// connection yields exactly one OnConnOpen and, once it is closed (by the
-// server, by the peer, or by whoever hijacked it), exactly one OnConnClose
-// with the same chain name. Calls come from many goroutines at once and
-// must not block.
+// http.<prefix>.downstream_cx_total / downstream_cx_active /
+// downstream_cx_length_ms). Each connection yields exactly one OnConnOpen
+// and, once it is closed (by the server, by the peer, or by whoever
+// hijacked it), exactly one OnConnClose with the same chain name and the
+// time the connection was open since it was handed to the chain. Calls
+// come from many goroutines at once and must not block.
 type Observer interface {
 	OnConnOpen(chain string)
-	OnConnClose(chain string)
+	OnConnClose(chain string, open time.Duration)
 }
 
 // Stats are a listener's connection counters, named after Envoy's
@@ -40,6 +41,9 @@ type Stats struct {
 	// DownstreamCxActive is the number of open connections
 	// (downstream_cx_active).
 	DownstreamCxActive int64
+	// DownstreamCxDestroy counts closed connections, whatever closed them
+	// (downstream_cx_destroy).
+	DownstreamCxDestroy uint64
 	// NoFilterChainMatch counts connections closed because no chain
 	// matched and there is no default chain (no_filter_chain_match).
 	NoFilterChainMatch uint64
@@ -78,6 +82,7 @@ type Listener struct {
 
 	cxTotal    atomic.Uint64
 	cxActive   atomic.Int64
+	cxDestroy  atomic.Uint64
 	noChain    atomic.Uint64
 	filterErrs atomic.Uint64
 	tlsErrs    atomic.Uint64
@@ -281,6 +286,7 @@ func (l *Listener) Stats() Stats {
 	return Stats{
 		DownstreamCxTotal:    l.cxTotal.Load(),
 		DownstreamCxActive:   l.cxActive.Load(),
+		DownstreamCxDestroy:  l.cxDestroy.Load(),
 		NoFilterChainMatch:   l.noChain.Load(),
 		ListenerFilterErrors: l.filterErrs.Load(),
 		TLSHandshakeErrors:   l.tlsErrs.Load(),
@@ -367,7 +373,7 @@ func (l *Listener) inspectConn(t *table, c net.Conn) {
 	if err != nil {
 		stop()
 		l.filterErrs.Add(1)
-		l.cxActive.Add(-1)
+		l.connGone()
 		c.Close()
 		return
 	}
@@ -405,15 +411,23 @@ func (l *Listener) inspectConn(t *table, c net.Conn) {
 func (l *Listener) attach(ch *chain, c net.Conn, prefix []byte) *trackedConn {
 	if ch == nil {
 		l.noChain.Add(1)
-		l.cxActive.Add(-1)
+		l.connGone()
 		c.Close()
 		return nil
 	}
 	ch.active.Add(1)
+	tc := &trackedConn{Conn: c, prefix: prefix, cs: ch, l: l}
 	if ch.observer != nil {
+		tc.opened = time.Now()
 		ch.observer.OnConnOpen(ch.name)
 	}
-	return &trackedConn{Conn: c, prefix: prefix, cs: ch, l: l}
+	return tc
+}
+
+// connGone accounts for an accepted connection that is closed.
+func (l *Listener) connGone() {
+	l.cxActive.Add(-1)
+	l.cxDestroy.Add(1)
 }
 
 // deliver hands c to its chain: to the HTTP/1.1 fast path for plaintext

@@ -569,7 +569,7 @@ func (o *countObserver) OnConnOpen(chain string) {
 	o.mu.Unlock()
 }
 
-func (o *countObserver) OnConnClose(chain string) {
+func (o *countObserver) OnConnClose(chain string, open time.Duration) {
 	o.mu.Lock()
 	o.closed[chain]++
 	o.mu.Unlock()
@@ -645,7 +645,7 @@ func TestUpdate(t *testing.T) {
 	if diff := cmp.Diff(want, obs.closed); diff != "" {
 		t.Errorf("OnConnClose (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(Stats{DownstreamCxTotal: 2}, l.Stats()); diff != "" {
+	if diff := cmp.Diff(Stats{DownstreamCxTotal: 2, DownstreamCxDestroy: 2}, l.Stats()); diff != "" {
 		t.Errorf("Stats (-want +got):\n%s", diff)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -310,5 +311,101 @@ func TestQuickstartDemoUpstream(t *testing.T) {
 	}
 	if !bytes.Contains(log, []byte(`"GET /sse?n=2 HTTP/1.1" 200 - 0 `)) {
 		t.Errorf("access log %q lacks the request in Envoy's default format", log)
+	}
+}
+
+// killableOrigin is an HTTP/1.1 origin that says who it is, with a kill
+// switch that closes its listener and every connection.
+func killableOrigin(t *testing.T, name string) (addr string, kill func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "origin=%s\n", name)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), func() { srv.Close() }
+}
+
+// hammer sends n requests from each of clients goroutines and returns the
+// failed ones (transport errors and non-200 answers) and the answers seen.
+func hammer(t *testing.T, url string, clients, n int) (failed []string, seen map[string]int) {
+	t.Helper()
+	var mu sync.Mutex
+	seen = map[string]int{}
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			for range n {
+				resp, err := client.Get(url)
+				if err != nil {
+					mu.Lock()
+					failed = append(failed, err.Error())
+					mu.Unlock()
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				if resp.StatusCode != http.StatusOK {
+					failed = append(failed, fmt.Sprintf("%d %s", resp.StatusCode, body))
+				} else {
+					seen[strings.Fields(string(body) + " ")[0]]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return failed, seen
+}
+
+// TestQuickstartSurvivesAKilledUpstream: with the default retry policy
+// and outlier detection, killing one of two upstreams costs the clients
+// nothing; with retries and outlier detection off, it shows.
+func TestQuickstartSurvivesAKilledUpstream(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantErrors bool
+	}{
+		{"defaults", nil, false},
+		{"retries off", []string{"-retries", "0", "-outlier-detection=false"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := origin(t, "a")
+			b, killB := killableOrigin(t, "b")
+			gw := startQuickstart(t, append([]string{"-upstream", a + "," + b}, tc.args...)...)
+			url := "http://" + gw.ListenerAddr("http").String() + "/"
+			if failed, seen := hammer(t, url, 2, 4); len(failed) > 0 || seen["origin=b"] == 0 {
+				t.Fatalf("before the kill: failures %q, answers %v; want none failed and both upstreams used", failed, seen)
+			}
+			killB()
+			failed, seen := hammer(t, url, 4, 25)
+			if tc.wantErrors {
+				if len(failed) == 0 {
+					t.Error("no request failed with retries and outlier detection off: the test cannot tell them apart")
+				}
+				return
+			}
+			if len(failed) > 0 {
+				t.Errorf("%d of 100 requests failed after an upstream was killed, first: %s", len(failed), failed[0])
+			}
+			if seen["origin=a"] != 100 {
+				t.Errorf("got answers %v, want 100 from origin a", seen)
+			}
+			stats := curl(t, "http://"+gw.AdminAddr().String()+"/stats/prometheus")
+			if !strings.Contains(stats, "portico_cluster_upstream_rq_retry{") {
+				t.Errorf("stats lack upstream_rq_retry")
+			}
+		})
 	}
 }

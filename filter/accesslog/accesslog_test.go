@@ -104,7 +104,7 @@ var testJSON = map[string]string{
 func TestJSONOutput(t *testing.T) {
 	x := fullExchange(t)
 	x.In.Header.Set("X-Odd", "a\"b\\c\x01ü")
-	x.UpstreamStart = time.Time{}
+	x.RequestEnd = time.Time{}
 	line := logOne(t, Config{JSON: testJSON}, x)
 	if !strings.HasSuffix(line, "}\n") || strings.Count(line, "\n") != 1 {
 		t.Fatalf("got %q, want one JSON line", line)
@@ -154,7 +154,7 @@ func TestSlogJSON(t *testing.T) {
 	l := newLogger(t, Config{JSON: testJSON, Slog: slog.New(h)})
 	x := fullExchange(t)
 	x.In.Header.Set("X-Odd", "q")
-	x.UpstreamStart = time.Time{}
+	x.RequestEnd = time.Time{}
 	l.OnDone(context.Background(), x)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,16 @@
 // :path, :authority and :scheme; a header with several values prints its
 // first. START_TIME is in UTC, as Envoy prints it.
 //
+// Timings are in whole milliseconds from Exchange.Start: DURATION to the end
+// of the exchange, REQUEST_DURATION to the last byte of the request body
+// (Exchange.RequestEnd; "-" when the body was not read to its end),
+// RESPONSE_DURATION to the response headers written downstream.
+// RESPONSE_CODE_DETAILS is Exchange.Details, or "via_upstream" for an
+// upstream's response passed on unchanged. UPSTREAM_TRANSPORT_FAILURE_REASON
+// is set for UF and UC exchanges: the underlying error, or the reason in the
+// local reply's details when the reply does not carry it, with spaces as
+// underscores.
+//
 // A minimal use:
 //
 //	logger, err := accesslog.New(accesslog.Config{Output: os.Stdout})

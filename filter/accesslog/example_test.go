@@ -22,6 +22,7 @@ func fixedExchange() *filter.Exchange {
 	x := filter.NewExchange(r)
 	x.Start = time.Date(2024, 5, 6, 7, 8, 9, 123e6, time.UTC)
 	x.End = x.Start.Add(42 * time.Millisecond)
+	x.RequestEnd = x.Start // no request body
 	x.Status = http.StatusOK
 	x.BytesSent = 512
 	x.Cluster, x.Endpoint, x.Attempts = "users", "10.0.0.5:8080", 1
@@ -51,7 +52,7 @@ func Example_json() {
 			"path":     "%REQ(:PATH)%",
 			"cluster":  "%UPSTREAM_CLUSTER%",
 			"duration": "%DURATION%",
-			"upstream": "%REQUEST_DURATION%",
+			"request":  "%REQUEST_DURATION%",
 		},
 		Output:        os.Stdout,
 		StatusAtLeast: 200,
@@ -63,7 +64,7 @@ func Example_json() {
 	logger.OnDone(context.Background(), fixedExchange())
 	logger.Close()
 	// Output:
-	// {"cluster":"users","duration":42,"path":"/v1/users?limit=10","status":200,"upstream":null}
+	// {"cluster":"users","duration":42,"path":"/v1/users?limit=10","request":0,"status":200}
 }
 
 func ExampleNew_unknownOperator() {

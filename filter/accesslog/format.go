@@ -180,6 +180,10 @@ var simpleOps = map[string]op{
 		return strconv.AppendInt(b, int64(x.Status), 10)
 	}},
 	"RESPONSE_CODE_DETAILS": {fn: func(b []byte, x *filter.Exchange) []byte {
+		if x.Details == "" && x.Err == nil && x.Endpoint != "" && x.Resp != nil {
+			// An upstream's response, passed on unchanged.
+			return append(b, "via_upstream"...)
+		}
 		return appendOrDash(b, x.Details)
 	}},
 	"RESPONSE_FLAGS": {fn: func(b []byte, x *filter.Exchange) []byte {
@@ -195,7 +199,7 @@ var simpleOps = map[string]op{
 		return appendMillis(b, x.Start, x.End)
 	}},
 	"REQUEST_DURATION": {numeric: true, fn: func(b []byte, x *filter.Exchange) []byte {
-		return appendMillis(b, x.Start, x.UpstreamStart)
+		return appendMillis(b, x.Start, x.RequestEnd)
 	}},
 	"RESPONSE_DURATION": {numeric: true, fn: func(b []byte, x *filter.Exchange) []byte {
 		return appendMillis(b, x.Start, x.ResponseStart)
@@ -206,12 +210,7 @@ var simpleOps = map[string]op{
 	"UPSTREAM_CLUSTER": {fn: func(b []byte, x *filter.Exchange) []byte {
 		return appendOrDash(b, x.Cluster)
 	}},
-	"UPSTREAM_TRANSPORT_FAILURE_REASON": {fn: func(b []byte, x *filter.Exchange) []byte {
-		if x.Err == nil || x.Flags&(filter.FlagUpstreamConnectionFailure|filter.FlagUpstreamConnectionTermination) == 0 {
-			return append(b, '-')
-		}
-		return appendOrDash(b, x.Err.Error())
-	}},
+	"UPSTREAM_TRANSPORT_FAILURE_REASON": {fn: appendTransportFailure},
 	"DOWNSTREAM_REMOTE_ADDRESS": {fn: func(b []byte, x *filter.Exchange) []byte {
 		return appendOrDash(b, x.In.RemoteAddr)
 	}},
@@ -236,6 +235,41 @@ var simpleOps = map[string]op{
 	"UPSTREAM_REQUEST_ATTEMPT_COUNT": {numeric: true, fn: func(b []byte, x *filter.Exchange) []byte {
 		return strconv.AppendInt(b, int64(x.Attempts), 10)
 	}},
+}
+
+// appendTransportFailure appends why the upstream connection failed, for
+// exchanges flagged UF or UC: the message of the first error in x.Err's
+// chain that is not a local reply or, when the local reply hides the
+// cause, the reason in its details ("connection_failure" from
+// "upstream_reset_before_response_started{connection_failure}"). As in
+// Envoy, spaces become underscores.
+func appendTransportFailure(b []byte, x *filter.Exchange) []byte {
+	if x.Err == nil || x.Flags&(filter.FlagUpstreamConnectionFailure|filter.FlagUpstreamConnectionTermination) == 0 {
+		return append(b, '-')
+	}
+	var reason string
+	for err := x.Err; err != nil; err = errors.Unwrap(err) {
+		if _, local := err.(*filter.ReplyError); !local {
+			reason = err.Error()
+			break
+		}
+	}
+	if reason == "" {
+		if i := strings.IndexByte(x.Details, '{'); i >= 0 && strings.HasSuffix(x.Details, "}") {
+			reason = x.Details[i+1 : len(x.Details)-1]
+		}
+	}
+	if reason == "" {
+		return append(b, '-')
+	}
+	for i := 0; i < len(reason); i++ {
+		c := reason[i]
+		if c == ' ' || c == '\t' || c == '\n' {
+			c = '_'
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 func appendOrDash(b []byte, s string) []byte {

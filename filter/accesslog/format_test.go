@@ -53,6 +53,7 @@ func fullExchange(t testing.TB) *filter.Exchange {
 	x.Err = errors.New("connection refused")
 	x.Start = testStart
 	x.UpstreamStart = testStart.Add(2*time.Millisecond + 900*time.Microsecond)
+	x.RequestEnd = testStart.Add(2*time.Millisecond + 950*time.Microsecond)
 	x.ResponseStart = testStart.Add(15 * time.Millisecond)
 	x.End = testStart.Add(42 * time.Millisecond)
 	x.BytesReceived = 17
@@ -113,7 +114,7 @@ func TestOperators(t *testing.T) {
 		{"%RESPONSE_DURATION%", "15", "-"},
 		{"%UPSTREAM_HOST%", "10.1.2.3:9000", "-"},
 		{"%UPSTREAM_CLUSTER%", "api", "-"},
-		{"%UPSTREAM_TRANSPORT_FAILURE_REASON%", "connection refused", "-"},
+		{"%UPSTREAM_TRANSPORT_FAILURE_REASON%", "connection_refused", "-"},
 		{"%DOWNSTREAM_REMOTE_ADDRESS%", "192.0.2.1:1234", "-"},
 		{"%DOWNSTREAM_LOCAL_ADDRESS%", "127.0.0.1:8080", "-"},
 		{"%REQUESTED_SERVER_NAME%", "api.example.com", "-"},
@@ -151,8 +152,27 @@ func TestTransportFailureReasonNeedsFlags(t *testing.T) {
 		t.Errorf("with UT only: got %q, want -", got)
 	}
 	x.Flags = filter.FlagUpstreamConnectionTermination
-	if got := formatString(t, "%UPSTREAM_TRANSPORT_FAILURE_REASON%", x); got != "connection refused" {
-		t.Errorf("with UC: got %q, want the error", got)
+	if got := formatString(t, "%UPSTREAM_TRANSPORT_FAILURE_REASON%", x); got != "connection_refused" {
+		t.Errorf("with UC: got %q, want the error, spaces as underscores", got)
+	}
+	// A local reply that hides its cause: the reason in its details.
+	x.Flags = filter.FlagUpstreamConnectionFailure
+	x.Details = "upstream_reset_before_response_started{connection_failure}"
+	x.Err = &filter.ReplyError{Status: 503, Flags: x.Flags, Details: x.Details}
+	if got := formatString(t, "%UPSTREAM_TRANSPORT_FAILURE_REASON%", x); got != "connection_failure" {
+		t.Errorf("local reply: got %q, want connection_failure", got)
+	}
+}
+
+func TestResponseCodeDetailsViaUpstream(t *testing.T) {
+	x := fullExchange(t)
+	x.Details, x.Err, x.Flags = "", nil, 0
+	if got := formatString(t, "%RESPONSE_CODE_DETAILS%", x); got != "via_upstream" {
+		t.Errorf("upstream response: got %q, want via_upstream", got)
+	}
+	x.Endpoint = "" // a direct response or redirect: no upstream
+	if got := formatString(t, "%RESPONSE_CODE_DETAILS%", x); got != "-" {
+		t.Errorf("no upstream: got %q, want -", got)
 	}
 }
 
