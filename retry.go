@@ -351,7 +351,8 @@ type upstreamLoop struct {
 	r        *route.Route
 	lc       *liveCluster
 	rp       *retryPolicy // nil: one attempt
-	deadline time.Time    // the route deadline; zero for none
+	sel      selection
+	deadline time.Time // the route deadline; zero for none
 	body     *replayBuffer
 	view     *replayReader // the current attempt's body, when teed
 	backoff  backoff
@@ -359,10 +360,10 @@ type upstreamLoop struct {
 
 // upstream runs the upstream request loop for routes with a retry policy
 // or mirror policies.
-func (rt *router) upstream(ctx context.Context, x *filter.Exchange, r *route.Route, lc *liveCluster, rp *retryPolicy, mirrors []route.MirrorPolicy) (*http.Response, error) {
+func (rt *router) upstream(ctx context.Context, x *filter.Exchange, r *route.Route, lc *liveCluster, rp *retryPolicy, mirrors []route.MirrorPolicy, sel selection) (*http.Response, error) {
 	out := x.Out
 	x.UpstreamStart = time.Now()
-	l := upstreamLoop{rt: rt, x: x, r: r, lc: lc, rp: rp}
+	l := upstreamLoop{rt: rt, x: x, r: r, lc: lc, rp: rp, sel: sel}
 	if d := r.Timeout(); d > 0 {
 		l.deadline = x.UpstreamStart.Add(d)
 	}
@@ -475,7 +476,7 @@ func (l *upstreamLoop) retryAllowed(n int, rateLimitedWait time.Duration, rateLi
 	if !l.deadline.IsZero() && !time.Now().Add(wait).Before(l.deadline) {
 		return 0, nil // the retry could not start within the route timeout
 	}
-	release, ok := l.lc.c.AllowRetry()
+	release, ok := l.lc.c.AllowRetryFor(l.sel.priority)
 	if !ok {
 		st.retry.overflow.Inc()
 		l.x.Flags |= filter.FlagUpstreamOverflow
@@ -589,7 +590,8 @@ func (l *upstreamLoop) send(req *http.Request, exclude string) (resp *http.Respo
 // Exchange.
 func (l *upstreamLoop) sendOnce(req *http.Request, exclude string) (*http.Response, string, error) {
 	st := l.lc.stats
-	creq := cluster.Request{HTTP: req, AutoHostRewrite: l.r.AutoHostRewrite(), Deadline: l.deadline, Exclude: exclude}
+	creq := l.sel.request(req)
+	creq.Deadline, creq.Exclude = l.deadline, exclude
 	st.rqTotal.Inc()
 	st.rqActive.Inc()
 	resp, err := l.lc.c.Send(&creq)

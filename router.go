@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -182,20 +183,57 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 	if lc == nil {
 		return nil, errNoCluster
 	}
-	rp, mirrors := rt.st.retryFor(r), r.Mirrors()
-	if rp == nil && len(mirrors) == 0 {
-		return rt.once(x, r, lc)
+	sel := selection{autoHost: r.AutoHostRewrite()}
+	if r.HighPriority() {
+		sel.priority = cluster.HighPriority
 	}
-	return rt.upstream(ctx, x, r, lc, rp, mirrors)
+	if len(r.HashPolicy()) > 0 {
+		var src netip.Addr
+		if ap, err := netip.ParseAddrPort(x.In.RemoteAddr); err == nil {
+			src = ap.Addr().Unmap()
+		}
+		sel.hash, sel.hasHash, sel.mint = r.RequestHash(x.Out, src)
+	}
+	rp, mirrors := rt.st.retryFor(r), r.Mirrors()
+	var (
+		resp *http.Response
+		err  error
+	)
+	if rp == nil && len(mirrors) == 0 {
+		resp, err = rt.once(x, r, lc, &sel)
+	} else {
+		resp, err = rt.upstream(ctx, x, r, lc, rp, mirrors, sel)
+	}
+	if sel.mint != nil && resp != nil {
+		// Envoy's cookie hash policy mints the cookie the request lacked,
+		// so the client's next requests hash to the same endpoint.
+		resp.Header.Add("Set-Cookie", sel.mint.String())
+	}
+	return resp, err
+}
+
+// selection is what the route adds to an endpoint pick: Envoy's hash
+// policy result, routing priority and auto host rewrite.
+type selection struct {
+	hash     uint64
+	hasHash  bool
+	mint     *http.Cookie // a cookie to set on the response, from a cookie hash policy
+	priority cluster.RoutingPriority
+	autoHost bool
+}
+
+// request returns the cluster request for one attempt.
+func (s *selection) request(out *http.Request) cluster.Request {
+	return cluster.Request{HTTP: out, AutoHostRewrite: s.autoHost, Hash: s.hash, HasHash: s.hasHash, Priority: s.priority}
 }
 
 // once sends x.Out to lc in a single attempt: the path of routes without
 // retries or shadows, kept as lean as the request path allows.
-func (rt *router) once(x *filter.Exchange, r *route.Route, lc *liveCluster) (*http.Response, error) {
+func (rt *router) once(x *filter.Exchange, r *route.Route, lc *liveCluster, sel *selection) (*http.Response, error) {
 	st := lc.stats
 	st.rqTotal.Inc()
 	st.rqActive.Inc()
-	creq := cluster.Request{HTTP: x.Out, AutoHostRewrite: r.AutoHostRewrite()}
+	creq := sel.request(x.Out)
 	x.UpstreamStart = time.Now()
 	if d := r.Timeout(); d > 0 {
 		// The route timeout runs from the upstream request until the

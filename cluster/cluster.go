@@ -381,11 +381,15 @@ func (c *Cluster) CloseIdleConnections() {
 // wrapping ErrClosed. Close is idempotent; each call closes the idle
 // connections again, including those released by requests that were in
 // flight at an earlier call. It stops the discovery source's goroutines
-// and waits for them. It always returns nil.
+// and waits for them, and closes the balancer when it is an io.Closer. It
+// always returns nil.
 func (c *Cluster) Close() error {
 	c.closed.Store(true)
 	c.stopDiscovery()
 	c.stopHosts()
+	if cl, ok := c.balancer.(io.Closer); ok {
+		cl.Close() // stops a slow-start timer
+	}
 	c.transport.CloseIdleConnections()
 	if c.h1 != nil {
 		c.h1.closeIdle(true)

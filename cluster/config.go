@@ -109,7 +109,8 @@ type Endpoint struct {
 	// Weight is the load-balancing weight; zero means 1.
 	Weight uint32
 	// Priority is the priority level; 0 is the highest. Lower levels take
-	// traffic only when no endpoint of a higher level is healthy.
+	// the share of traffic that higher levels cannot: Envoy's priority
+	// load with the overprovisioning factor 1.4 (see package lb).
 	Priority uint32
 	// Locality names the endpoint's locality (region/zone/sub-zone).
 	Locality string

@@ -156,6 +156,10 @@ type Rule struct {
 	// Mirrors are shadow clusters that receive a copy of the request
 	// (Envoy's request_mirror_policies).
 	Mirrors []MirrorPolicy
+	// HighPriority sends the rule's requests at Envoy's HIGH routing
+	// priority (RouteAction.priority): they count against the cluster's
+	// high-priority circuit-breaker thresholds instead of the default ones.
+	HighPriority bool
 	// FilterConfig holds per-filter overrides keyed by filter name (Envoy's
 	// typed_per_filter_config). The values are opaque to this package and
 	// are handed to filters when a route's chain is compiled.

@@ -41,5 +41,6 @@
 //	rt.RewriteRequest(out, req)    // path, host, headers
 //	cluster := rt.ClusterFor(req)
 //
-// This package imports the standard library only.
+// Besides the standard library, this package imports only xxhash, the
+// hash Envoy's hash policies use.
 package route

@@ -489,6 +489,10 @@ func (r *Route) IdleTimeout() time.Duration { return r.rule.IdleTimeout }
 // Retry returns the rule's retry policy, else its virtual host's, else nil.
 func (r *Route) Retry() *RetryPolicy { return r.retry }
 
+// HighPriority reports whether the rule routes at Envoy's HIGH routing
+// priority.
+func (r *Route) HighPriority() bool { return r.rule.HighPriority }
+
 // HashPolicy returns the rule's hash policies; RequestHash evaluates
 // them.
 func (r *Route) HashPolicy() []HashPolicy { return r.rule.HashPolicy }
