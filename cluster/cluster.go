@@ -59,8 +59,9 @@ type Request struct {
 	// Endpoint is set by Send to the address of the endpoint used, or left
 	// empty when none was picked.
 	Endpoint string
-	// Attempts is set by Send to the number of upstream attempts made;
-	// always 1 once an endpoint was picked, until retries exist.
+	// Attempts is set by Send to the number of upstream attempts it made:
+	// 1 once an endpoint was picked. Send is one attempt; the router's
+	// retry loop adds them up.
 	Attempts int
 }
 

@@ -71,9 +71,9 @@ const (
 	// (Envoy's TIMEOUT, renamed because ErrorKind has Timeout); treated as
 	// unhealthy.
 	HealthCheckTimeout
-	// Degraded endpoints are treated as unhealthy by the current
-	// balancers; Envoy uses them when healthy capacity runs short, which a
-	// later priority-aware balancer will model.
+	// Degraded endpoints are treated as unhealthy by the balancers.
+	// Envoy uses them when healthy capacity runs short; Portico does not
+	// model degraded capacity yet.
 	Degraded
 )
 

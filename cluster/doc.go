@@ -2,9 +2,10 @@
 // load balancer that chooses among them and the connection pool that
 // carries requests to them.
 //
-// A [Cluster] is long-lived. Discovery sources (static configuration
-// today; DNS, EDS and original destination later) replace its endpoints
-// in place with [Cluster.UpdateEndpoints], which feeds the [lb.Balancer]
+// A [Cluster] is long-lived. Discovery sources ([Config.Type]: static,
+// strict and logical DNS, EDS through [Cluster.UpdateEndpoints], original
+// destination, dynamic forward proxy) replace its endpoints in place, and
+// every change feeds the [lb.Balancer]
 // serially on the control path. [Cluster.Send], the data path, takes no
 // lock: it picks an endpoint from the balancer's current immutable
 // picker and sends the request over one shared http.Transport per
