@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/openai/openai-go/v3"
+	ooption "github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
+
+	"github.com/porticoproxy/portico"
+	"github.com/porticoproxy/portico/llm"
+)
+
+// syncBuffer is a bytes.Buffer safe for the gateway's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startExample runs the example with args and returns its base URL.
+func startExample(t *testing.T, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *portico.Gateway, 1)
+	done := make(chan error, 1)
+	out := &syncBuffer{}
+	args = append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-mock-delay", "0"}, args...)
+	go func() { done <- run(ctx, args, out, ready) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("llm-gateway returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("llm-gateway did not stop within 10s")
+		}
+	})
+	select {
+	case gw := <-ready:
+		return "http://" + gw.ListenerAddr("llm").String(), out
+	case err := <-done:
+		t.Fatalf("llm-gateway: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("llm-gateway did not start within 10s")
+	}
+	return "", nil
+}
+
+// noProviderEnv makes sure the environment selects the mock provider.
+func noProviderEnv(t *testing.T) {
+	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"} {
+		t.Setenv(k, "")
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var weatherOpenAI = openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
+	Name:       "get_weather",
+	Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}, "required": []string{"city"}},
+})
+
+var weatherAnthropic = anthropic.ToolUnionParamOfTool(anthropic.ToolInputSchemaParam{
+	Properties: map[string]any{"city": map[string]any{"type": "string"}},
+	Required:   []string{"city"},
+}, "get_weather")
+
+func TestMockWithOpenAISDK(t *testing.T) {
+	noProviderEnv(t)
+	base, out := startExample(t)
+	client := openai.NewClient(ooption.WithBaseURL(base+"/v1/"), ooption.WithAPIKey("any"), ooption.WithMaxRetries(0))
+
+	// gpt-* goes to the mock's OpenAI API as is; claude-* to its
+	// Anthropic API, translated both ways.
+	for _, model := range []string{"gpt-4o-mini", "claude-sonnet-4-5"} {
+		t.Run(model+" non-streaming", func(t *testing.T) {
+			resp, err := client.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{
+				Model:    model,
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hello, gateway")},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := `Hello from the Portico mock provider! You said: "Hello, gateway"`
+			if got := resp.Choices[0].Message.Content; got != want {
+				t.Errorf("content = %q, want %q", got, want)
+			}
+			if resp.Choices[0].FinishReason != "stop" || resp.Usage.PromptTokens == 0 || resp.Usage.CompletionTokens != 10 {
+				t.Errorf("finish %q usage %+v", resp.Choices[0].FinishReason, resp.Usage)
+			}
+		})
+		t.Run(model+" streaming tool call", func(t *testing.T) {
+			stream := client.Chat.Completions.NewStreaming(ctxT(t), openai.ChatCompletionNewParams{
+				Model:         model,
+				Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris?")},
+				Tools:         []openai.ChatCompletionToolUnionParam{weatherOpenAI},
+				StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+			})
+			var acc openai.ChatCompletionAccumulator
+			for stream.Next() {
+				if !acc.AddChunk(stream.Current()) {
+					t.Fatalf("accumulator rejected %s", stream.Current().RawJSON())
+				}
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatal(err)
+			}
+			m := acc.Choices[0].Message
+			if m.Content != "I will call get_weather." {
+				t.Errorf("content = %q", m.Content)
+			}
+			if len(m.ToolCalls) != 1 || m.ToolCalls[0].Function.Name != "get_weather" || m.ToolCalls[0].Function.Arguments != `{"city":"example"}` {
+				t.Errorf("tool calls = %+v", m.ToolCalls)
+			}
+			if acc.Choices[0].FinishReason != "tool_calls" || acc.Usage.TotalTokens == 0 {
+				t.Errorf("finish %q usage %+v", acc.Choices[0].FinishReason, acc.Usage)
+			}
+		})
+	}
+	waitFor(t, out, `provider=mock-anthropic model=claude-sonnet-4-5 stream=true`)
+}
+
+func TestMockWithAnthropicSDK(t *testing.T) {
+	noProviderEnv(t)
+	base, _ := startExample(t)
+	client := anthropic.NewClient(aoption.WithBaseURL(base), aoption.WithAPIKey("any"), aoption.WithMaxRetries(0))
+	for _, model := range []string{"claude-sonnet-4-5", "mock-gpt"} {
+		t.Run(model+" non-streaming", func(t *testing.T) {
+			msg, err := client.Messages.New(ctxT(t), anthropic.MessageNewParams{
+				Model: anthropic.Model(model), MaxTokens: 256,
+				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Hello, gateway"))},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := `Hello from the Portico mock provider! You said: "Hello, gateway"`
+			if len(msg.Content) != 1 || msg.Content[0].Text != want {
+				t.Errorf("content = %+v, want %q", msg.Content, want)
+			}
+			if msg.StopReason != anthropic.StopReasonEndTurn || msg.Usage.InputTokens == 0 || msg.Usage.OutputTokens != 10 {
+				t.Errorf("stop %q usage %+v", msg.StopReason, msg.Usage)
+			}
+		})
+		t.Run(model+" streaming tool use", func(t *testing.T) {
+			stream := client.Messages.NewStreaming(ctxT(t), anthropic.MessageNewParams{
+				Model: anthropic.Model(model), MaxTokens: 256,
+				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Weather in Paris?"))},
+				Tools:    []anthropic.ToolUnionParam{weatherAnthropic},
+			})
+			var msg anthropic.Message
+			for stream.Next() {
+				if err := msg.Accumulate(stream.Current()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if len(msg.Content) != 2 || msg.Content[0].Text != "I will call get_weather." ||
+				msg.Content[1].Name != "get_weather" || string(msg.Content[1].Input) != `{"city":"example"}` {
+				t.Errorf("content = %+v", msg.Content)
+			}
+			if msg.StopReason != anthropic.StopReasonToolUse || msg.Usage.InputTokens == 0 || msg.Usage.OutputTokens == 0 {
+				t.Errorf("stop %q usage %+v", msg.StopReason, msg.Usage)
+			}
+		})
+	}
+	t.Run("tool result round trip", func(t *testing.T) {
+		msg, err := client.Messages.New(ctxT(t), anthropic.MessageNewParams{
+			Model: "mock-gpt", MaxTokens: 256,
+			Tools: []anthropic.ToolUnionParam{weatherAnthropic},
+			Messages: []anthropic.MessageParam{
+				anthropic.NewUserMessage(anthropic.NewTextBlock("Weather in Paris?")),
+				anthropic.NewAssistantMessage(anthropic.NewToolUseBlock("call_mock_0", map[string]string{"city": "Paris"}, "get_weather")),
+				anthropic.NewUserMessage(anthropic.NewToolResultBlock("call_mock_0", "18C and sunny", false)),
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msg.Content) != 1 || msg.Content[0].Text != "The tool returned: 18C and sunny" {
+			t.Errorf("content = %+v", msg.Content)
+		}
+	})
+	t.Run("count tokens and models", func(t *testing.T) {
+		n, err := client.Messages.CountTokens(ctxT(t), anthropic.MessageCountTokensParams{
+			Model:    "claude-sonnet-4-5",
+			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Hello"))},
+		})
+		if err != nil || n.InputTokens == 0 {
+			t.Fatalf("CountTokens = %+v, %v", n, err)
+		}
+		page, err := client.Models.List(ctxT(t), anthropic.ModelListParams{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range page.Data {
+			ids = append(ids, m.ID)
+		}
+		if strings.Join(ids, ",") != "mock-gpt,mock-claude" {
+			t.Errorf("models = %v", ids)
+		}
+	})
+}
+
+// TestEnvironmentProviders points OPENAI_BASE_URL at a provider that
+// checks the key: the gateway must send it, and never let it out.
+func TestEnvironmentProviders(t *testing.T) {
+	noProviderEnv(t)
+	const key = "sk-env-SECRET-0123456789"
+	var mu sync.Mutex
+	var gotAuth []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		gotAuth = append(gotAuth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("Authorization") != "Bearer "+key {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, `{"error":{"message":"Incorrect API key provided: %s","type":"invalid_request_error","code":"invalid_api_key"}}`, r.Header.Get("Authorization"))
+			return
+		}
+		io.WriteString(w, `{"id":"chatcmpl-env","object":"chat.completion","created":1,"model":"gpt-env","choices":[{"index":0,"message":{"role":"assistant","content":"from env"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
+	}))
+	defer up.Close()
+	t.Setenv("OPENAI_BASE_URL", up.URL+"/v1")
+	t.Setenv("OPENAI_API_KEY", key)
+	base, out := startExample(t)
+	resp, err := http.Post(base+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"gpt-env","messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("from env")) {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+	if resp.Header.Get("X-Portico-Provider") != "openai" {
+		t.Errorf("x-portico-provider = %q", resp.Header.Get("X-Portico-Provider"))
+	}
+	mu.Lock()
+	if len(gotAuth) != 1 || gotAuth[0] != "Bearer "+key {
+		t.Errorf("provider got Authorization %q", gotAuth)
+	}
+	mu.Unlock()
+	if strings.Contains(out.String(), "SECRET") {
+		t.Errorf("the key was printed: %s", out.String())
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	noProviderEnv(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Model string }
+		json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"msg_cfg","type":"message","role":"assistant","model":%q,"content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}`, req.Model)
+	}))
+	defer up.Close()
+	cfg := filepath.Join(t.TempDir(), "llm.json")
+	os.WriteFile(cfg, []byte(`{"providers":[{"name":"claude","kind":"anthropic","base_url":"`+up.URL+`","api_key":"sk-file-SECRET"}],
+		"models":[{"name":"smart","provider":"claude","upstream_model":"claude-sonnet-4-5"}]}`), 0o600)
+	base, _ := startExample(t, "-config", cfg)
+	client := openai.NewClient(ooption.WithBaseURL(base+"/v1/"), ooption.WithAPIKey("any"), ooption.WithMaxRetries(0))
+	resp, err := client.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{
+		Model:    "smart",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Model != "claude-sonnet-4-5" || resp.Choices[0].Message.Content != "ok" {
+		t.Errorf("got model %q content %q", resp.Model, resp.Choices[0].Message.Content)
+	}
+	_, err = client.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{
+		Model:    "unknown",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+	})
+	var apiErr *openai.Error
+	if !asError(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown model: got %v, want a 404 *openai.Error", err)
+	}
+
+	t.Run("example file parses", func(t *testing.T) {
+		b, err := os.ReadFile("llm.example.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c llm.Config
+		if err := json.Unmarshal(b, &c); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func asError(err error, target **openai.Error) bool {
+	e, ok := err.(*openai.Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+func waitFor(t *testing.T, out *syncBuffer, s string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(out.String(), s) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("output lacks %q:\n%s", s, out.String())
+}

@@ -1,0 +1,146 @@
+package jsonobj
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestParse(t *testing.T) {
+	src := []byte(` { "model" : "gpt-4o", "mod\u0065l2":1, "nested":{"model":"x","a":[1,{"b":"}"}]}, "s":"a\"b\\", "n":-1.5e3 , "t":true,"z":null} `)
+	o, err := Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, m := range o.Members() {
+		keys = append(keys, m.Key)
+	}
+	want := []string{"model", "model2", "nested", "s", "n", "t", "z"}
+	if len(keys) != len(want) {
+		t.Fatalf("keys = %q, want %q", keys, want)
+	}
+	for i := range want {
+		if keys[i] != want[i] {
+			t.Fatalf("keys = %q, want %q", keys, want)
+		}
+	}
+	for key, raw := range map[string]string{"model": `"gpt-4o"`, "nested": `{"model":"x","a":[1,{"b":"}"}]}`, "s": `"a\"b\\"`, "n": `-1.5e3`, "t": "true", "z": "null"} {
+		got, ok := o.Get(key)
+		if !ok || string(got) != raw {
+			t.Errorf("Get(%q) = %q, %v; want %q", key, got, ok, raw)
+		}
+	}
+	if s, ok, err := o.String("model"); s != "gpt-4o" || !ok || err != nil {
+		t.Errorf("String(model) = %q %v %v", s, ok, err)
+	}
+	if _, _, err := o.String("n"); err == nil {
+		t.Error("String of a number: no error")
+	}
+	if b, err := o.Bool("t"); !b || err != nil {
+		t.Errorf("Bool(t) = %v %v", b, err)
+	}
+	if b, err := o.Bool("absent"); b || err != nil {
+		t.Errorf("Bool(absent) = %v %v", b, err)
+	}
+	if _, err := o.Bool("s"); err == nil {
+		t.Error("Bool of a string: no error")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, in := range []string{``, `[]`, `"x"`, `{`, `{"a":1,}`, `{"a":1}{}`, `nul`} {
+		if _, err := Parse([]byte(in)); err == nil {
+			t.Errorf("Parse(%q): no error", in)
+		}
+	}
+	if _, err := Parse([]byte(`[1]`)); !errors.Is(err, ErrNotObject) {
+		t.Errorf("Parse([1]) = %v, want ErrNotObject", err)
+	}
+	// The same key twice, however it is spelled, is rejected: parsers
+	// disagree on which one wins.
+	for _, in := range []string{`{"model":"a","model":"b"}`, `{"model":"a","mod\u0065l":"b"}`} {
+		if _, err := Parse([]byte(in)); !errors.Is(err, ErrDuplicateKey) {
+			t.Errorf("Parse(%s) = %v, want ErrDuplicateKey", in, err)
+		}
+	}
+	if o, err := Parse([]byte(` {} `)); err != nil || len(o.Members()) != 0 {
+		t.Errorf("Parse({}) = %v, %v", o.Members(), err)
+	}
+}
+
+func TestSet(t *testing.T) {
+	for _, tc := range []struct{ in, key, raw, want string }{
+		{`{"model":"a", "x":[1, 2]}`, "model", `"b"`, `{"model":"b", "x":[1, 2]}`},
+		{`{"x":1,"model" : "a" }`, "model", `"bb"`, `{"x":1,"model" : "bb" }`},
+		{`{"x":1}`, "stream_options", `{"include_usage":true}`, `{"x":1,"stream_options":{"include_usage":true}}`},
+		{` { } `, "k", `1`, ` { "k":1} `},
+		{"{\"x\":1\n}\n", "k", `true`, "{\"x\":1\n,\"k\":true}\n"},
+	} {
+		o, err := Parse([]byte(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(o.Set(tc.key, []byte(tc.raw)))
+		if got != tc.want {
+			t.Errorf("Set(%s, %s, %s) = %s, want %s", tc.in, tc.key, tc.raw, got, tc.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("Set result %q is not JSON", got)
+		}
+	}
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"b\s`, "<a> & b", "\n\r\t\x00\x1f", "é “q” 😀", "\u2028\u2029", "bad \xff utf8"} {
+		b := AppendString(nil, s)
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("AppendString(%q) = %s: %v", s, b, err)
+		}
+		want := s
+		if !utf8.ValidString(s) {
+			want = "bad \uFFFD utf8"
+		}
+		if got != want {
+			t.Errorf("AppendString(%q) decodes to %q", s, got)
+		}
+	}
+	if got := string(AppendString(nil, "<&>")); got != `"<&>"` {
+		t.Errorf("AppendString escapes HTML: %s", got)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"model":"gpt","stream":true,"x":{"y":[1,"}"]}}`))
+	f.Add([]byte(`{"a\u0041":1}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		o, err := Parse(in)
+		if err != nil {
+			return
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(in, &m); err != nil {
+			t.Fatalf("Parse accepted what encoding/json rejects: %v", err)
+		}
+		if len(m) != len(o.Members()) {
+			t.Fatalf("%d members, encoding/json sees %d", len(o.Members()), len(m))
+		}
+		for _, mem := range o.Members() {
+			got, _ := o.Get(mem.Key)
+			if !json.Valid(got) {
+				t.Fatalf("member %q: value %q is not JSON", mem.Key, got)
+			}
+		}
+		out := o.Set("model", []byte(`"x"`))
+		o2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("Set made invalid JSON: %v", err)
+		}
+		if s, _, _ := o2.String("model"); s != "x" {
+			t.Fatalf("model after Set = %q", s)
+		}
+	})
+}
