@@ -74,9 +74,10 @@ func (r *rejections) snapshot() map[string]updateFailure {
 // resourceMeta is what /config_dump shows of every resource besides its
 // configuration: Envoy's version_info, last_updated and error_state.
 type resourceMeta struct {
-	VersionInfo string         `json:"version_info,omitempty"`
-	LastUpdated *time.Time     `json:"last_updated,omitempty"`
-	ErrorState  *updateFailure `json:"error_state,omitempty"`
+	VersionInfo  string         `json:"version_info,omitempty"`
+	LastUpdated  *time.Time     `json:"last_updated,omitempty"`
+	ClientStatus string         `json:"client_status,omitempty"` // set by a discovery client
+	ErrorState   *updateFailure `json:"error_state,omitempty"`
 }
 
 // meta builds the metadata of one resource. A rejection older than the
@@ -133,6 +134,10 @@ type configDump struct {
 	Listeners []dumpListener `json:"listeners"`
 	Routes    []dumpRoutes   `json:"route_configs"`
 	Clusters  []dumpCluster  `json:"clusters"`
+	// Endpoint assignments and secrets a discovery client reported
+	// (discovery.go): name and state only.
+	EndpointConfigs []dumpDiscovered `json:"endpoint_configs,omitempty"`
+	Secrets         []dumpDiscovered `json:"secrets,omitempty"`
 }
 
 func dumpChain(fc *listener.FilterChain) dumpFilterChain {
@@ -150,18 +155,26 @@ func dumpChain(fc *listener.FilterChain) dumpFilterChain {
 // configDump snapshots the live configuration, with the rejected updates.
 func (g *Gateway) configDump() configDump {
 	fails := g.rejected.snapshot()
+	states := g.discovery.snapshot()
 	failFor := func(key string) (updateFailure, bool) {
 		f, ok := fails[key]
 		delete(fails, key)
 		return f, ok
 	}
+	metaFor := func(key string) resourceMeta {
+		f, failed := failFor(key)
+		m := meta(g.versions[key], true, f, failed)
+		if st, ok := states[key]; ok {
+			delete(states, key)
+			m.discovered(st, f, failed)
+		}
+		return m
+	}
 	var out configDump
 	g.mu.Lock()
 	for _, ll := range g.listeners {
-		key := kindListener + ":" + ll.cfg.Name
-		f, failed := failFor(key)
 		d := dumpListener{Name: ll.cfg.Name, Address: ll.cfg.Address, BoundAddress: ll.l.Addr().String(),
-			resourceMeta: meta(g.versions[key], true, f, failed)}
+			resourceMeta: metaFor(kindListener + ":" + ll.cfg.Name)}
 		for i := range ll.cfg.FilterChains {
 			d.FilterChains = append(d.FilterChains, dumpChain(&ll.cfg.FilterChains[i]))
 		}
@@ -172,18 +185,14 @@ func (g *Gateway) configDump() configDump {
 		out.Listeners = append(out.Listeners, d)
 	}
 	for name, t := range g.routes {
-		key := kindRoute + ":" + name
-		f, failed := failFor(key)
 		out.Routes = append(out.Routes, dumpRoutes{Name: name, VirtualHosts: vhostsJSON(t),
-			resourceMeta: meta(g.versions[key], true, f, failed)})
+			resourceMeta: metaFor(kindRoute + ":" + name)})
 	}
 	for name, lc := range g.clusters.Load().byName {
-		key := kindCluster + ":" + name
-		f, failed := failFor(key)
 		cfg := lc.c.Config()
 		d := dumpCluster{Name: name, Protocol: cfg.Protocol.String(), ConnectTimeout: cfg.ConnectTimeout.String(),
 			TLS: cfg.TLS != nil, CircuitBreakers: cfg.CircuitBreakers,
-			resourceMeta: meta(g.versions[key], true, f, failed)}
+			resourceMeta: metaFor(kindCluster + ":" + name)}
 		for _, ep := range lc.c.Endpoints() {
 			d.Endpoints = append(d.Endpoints, map[string]any{"address": ep.Address, "weight": max(ep.Weight, 1),
 				"priority": ep.Priority, "locality": ep.Locality, "health_status": ep.Health.String()})
@@ -191,22 +200,14 @@ func (g *Gateway) configDump() configDump {
 		out.Clusters = append(out.Clusters, d)
 	}
 	g.mu.Unlock()
-	// Rejected resources that were never accepted.
-	for key, f := range fails {
-		kind, name, _ := strings.Cut(key, ":")
-		m := meta(resourceInfo{}, false, f, true)
-		switch kind {
-		case kindListener:
-			out.Listeners = append(out.Listeners, dumpListener{Name: name, resourceMeta: m})
-		case kindRoute:
-			out.Routes = append(out.Routes, dumpRoutes{Name: name, resourceMeta: m})
-		case kindCluster:
-			out.Clusters = append(out.Clusters, dumpCluster{Name: name, resourceMeta: m})
-		}
-	}
+	// Rejected resources that were never accepted, and resources a
+	// discovery client holds that do not serve (yet).
+	out.addUnlisted(fails, states)
 	sort.Slice(out.Listeners, func(i, j int) bool { return out.Listeners[i].Name < out.Listeners[j].Name })
 	sort.Slice(out.Routes, func(i, j int) bool { return out.Routes[i].Name < out.Routes[j].Name })
 	sort.Slice(out.Clusters, func(i, j int) bool { return out.Clusters[i].Name < out.Clusters[j].Name })
+	sort.Slice(out.EndpointConfigs, func(i, j int) bool { return out.EndpointConfigs[i].Name < out.EndpointConfigs[j].Name })
+	sort.Slice(out.Secrets, func(i, j int) bool { return out.Secrets[i].Name < out.Secrets[j].Name })
 	return out
 }
 
@@ -216,6 +217,8 @@ var resourceFields = map[string]string{
 	"listeners": "listeners", "dynamic_listeners": "listeners", "static_listeners": "listeners",
 	"route_configs": "route_configs", "dynamic_route_configs": "route_configs", "static_route_configs": "route_configs",
 	"clusters": "clusters", "dynamic_active_clusters": "clusters", "static_clusters": "clusters",
+	"endpoint_configs": "endpoint_configs", "dynamic_endpoint_configs": "endpoint_configs",
+	"secrets": "secrets", "dynamic_active_secrets": "secrets",
 }
 
 // adminConfigDump serves /config_dump. Without parameters it is the whole
@@ -249,7 +252,7 @@ func (g *Gateway) adminConfigDump(w http.ResponseWriter, r *http.Request) {
 	if res != "" {
 		var ok bool
 		if field, ok = resourceFields[res]; !ok {
-			http.Error(w, fmt.Sprintf("unknown resource %q: want listeners, route_configs or clusters", res), http.StatusBadRequest)
+			http.Error(w, fmt.Sprintf("unknown resource %q: want listeners, route_configs, clusters, endpoint_configs or secrets", res), http.StatusBadRequest)
 			return
 		}
 	}

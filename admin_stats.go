@@ -239,6 +239,14 @@ func envoyName(name string, labels map[string]string, tag func(string) string) s
 			scoped = true
 		}
 	}
+	if rest, cut := strings.CutPrefix(name, "listener_http_"); cut {
+		lis, ok1 := labels[tag("listener_address")]
+		hcm, ok2 := labels[tag("http_conn_manager_prefix")]
+		if ok1 && ok2 {
+			name = "listener." + lis + ".http." + hcm + "." + rest
+			scoped = true
+		}
+	}
 	if rest, cut := strings.CutPrefix(name, "cluster_endpoint_"); cut {
 		c, ok1 := labels[tag("cluster_name")]
 		ep, ok2 := labels[tag("endpoint_address")]

@@ -128,6 +128,7 @@ func BenchmarkObservability(b *testing.B) {
 func BenchmarkStatsPerRequest(b *testing.B) {
 	m := newMetrics("bench")
 	hs := m.hcm("ingress_http")
+	hs.lis = m.lisHTTP("0.0.0.0:8080", "ingress_http")
 	cs := m.cluster("app")
 	rs := &routeStats{
 		rqTotal: m.rtRqTotal.WithLabelValues("vh", "r"), rqTimeout: m.rtRqTimeout.WithLabelValues("vh", "r"),
@@ -147,9 +148,10 @@ func BenchmarkStatsPerRequest(b *testing.B) {
 		cs.rqActive.Dec()
 		cs.charge(200)
 		cs.rqTime.Observe(1.5)
-		hs.rqCompleted.Inc()
+		hs.completed()
 		hs.rqActive.Dec()
 		hs.rqXX.inc(200)
+		hs.lis.rqXX.inc(200)
 		hs.rqTime.Observe(2.5)
 	}
 	b.Run("hcm+cluster", func(b *testing.B) {

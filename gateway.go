@@ -99,8 +99,9 @@ type Gateway struct {
 	stopServe context.CancelFunc
 	versions  map[string]resourceInfo
 
-	level    *slog.LevelVar // the minimum level of g.log; /logging sets it
-	rejected rejections     // last rejected update per resource (xDS)
+	level     *slog.LevelVar // the minimum level of g.log; /logging sets it
+	rejected  rejections     // last rejected update per resource (xDS)
+	discovery discoveryState // discovery client's per-resource state and stats (discovery.go)
 }
 
 type resourceInfo struct {

@@ -145,7 +145,7 @@ func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// stream, and the request must still stop being active.
 	defer st.finish(x)
 	chain.Serve(w, x, st.router)
-	st.stats.rqCompleted.Inc()
+	st.stats.completed()
 }
 
 // router is the terminal of every chain: Envoy's router filter. It answers
@@ -171,6 +171,7 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 		return nil, errNoRoute
 	}
 	if status, hdr, body, ok := r.Respond(x.Out); ok {
+		rt.st.stats.local(r)
 		return localResponse(x.Out, status, hdr, body), nil
 	}
 	r.RewriteRequest(x.Out, x.In)

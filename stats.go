@@ -3,6 +3,7 @@ package portico
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/porticoproxy/portico/filter"
+	"github.com/porticoproxy/portico/listener"
 	"github.com/porticoproxy/portico/route"
 )
 
@@ -27,6 +29,7 @@ var rqTimeBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 
 //	<prefix>_http_downstream_rq_xx{<prefix>_response_code_class, <prefix>_http_conn_manager_prefix}
 //	<prefix>_cluster_upstream_rq{<prefix>_response_code, <prefix>_cluster_name}
 //	<prefix>_listener_downstream_cx_length_ms{<prefix>_listener_address}
+//	<prefix>_listener_http_downstream_rq_xx{<prefix>_response_code_class, <prefix>_listener_address, <prefix>_http_conn_manager_prefix}
 //	<prefix>_vhost_route_upstream_rq_total{<prefix>_virtual_host, <prefix>_route}
 //
 // The families below are the ones the request path updates. Children are
@@ -56,9 +59,21 @@ type metrics struct {
 	hcmCxActive    *prometheus.GaugeVec
 	hcmCxSSLActive *prometheus.GaugeVec
 	hcmCxLength    *prometheus.HistogramVec
+	hcmRqRedirect  *prometheus.CounterVec
+	hcmRqDirect    *prometheus.CounterVec
+	// http.<stat_prefix>.downstream_cx_http1_* / _http2_* / _rx_bytes_total
+	// / _tx_bytes_total: kept by the listeners, one ConnCounters per stat
+	// prefix shared by every connection manager with that prefix, read at
+	// scrape time.
+	connMu sync.Mutex
+	conns  map[string]*listener.ConnCounters
 	// listener.<address>.* kept by the gateway; the counters are the
 	// listener's own, read at scrape time.
 	lisCxLength *prometheus.HistogramVec
+	// listener.<address>.http.<stat_prefix>.*: Envoy's per-listener copies
+	// of the connection manager's response stats.
+	lisHTTPRqXX        *prometheus.CounterVec
+	lisHTTPRqCompleted *prometheus.CounterVec
 	// cluster.<name>.*
 	cluRqTotal   *prometheus.CounterVec
 	cluRqXX      *prometheus.CounterVec
@@ -90,7 +105,7 @@ func newMetrics(prefix string) *metrics {
 	if prefix == "" {
 		prefix = DefaultStatsPrefix
 	}
-	m := &metrics{reg: prometheus.NewRegistry(), prefix: prefix, start: time.Now()}
+	m := &metrics{reg: prometheus.NewRegistry(), prefix: prefix, start: time.Now(), conns: map[string]*listener.ConnCounters{}}
 	p := func(s string) string { return prefix + "_" + s }
 	hcm := p("http_conn_manager_prefix")
 	class := p("response_code_class")
@@ -133,7 +148,11 @@ func newMetrics(prefix string) *metrics {
 	m.hcmCxActive = gauge("http_downstream_cx_active", "Active connections.", hcm)
 	m.hcmCxSSLActive = gauge("http_downstream_cx_ssl_active", "Active TLS connections.", hcm)
 	m.hcmCxLength = hist("http_downstream_cx_length_ms", "Connection length, milliseconds.", hcm)
+	m.hcmRqRedirect = counter("http_rq_redirect", "Requests answered with a route's redirect.", hcm)
+	m.hcmRqDirect = counter("http_rq_direct_response", "Requests answered with a route's direct response.", hcm)
 	m.lisCxLength = hist("listener_downstream_cx_length_ms", "Connection length, milliseconds.", lis)
+	m.lisHTTPRqXX = counter("listener_http_downstream_rq_xx", "Responses by code class, per listener and connection manager.", class, lis, hcm)
+	m.lisHTTPRqCompleted = counter("listener_http_downstream_rq_completed", "Responses, per listener and connection manager.", lis, hcm)
 	m.cluRqTotal = counter("cluster_upstream_rq_total", "Total upstream requests.", cl)
 	m.cluRqXX = counter("cluster_upstream_rq_xx", "Upstream requests by response code class.", class, cl)
 	m.cluRqCode = counter("cluster_upstream_rq", "Upstream requests by response code.", code, cl)
@@ -207,6 +226,7 @@ func (s *codeStats) inc(status int) {
 
 // hcmStats are one connection manager's stats, keyed by its stat prefix.
 type hcmStats struct {
+	prefix      string
 	rqTotal     prometheus.Counter
 	rqCompleted prometheus.Counter
 	rqHTTP1     prometheus.Counter
@@ -222,10 +242,31 @@ type hcmStats struct {
 	cxActive    prometheus.Gauge
 	cxSSLActive prometheus.Gauge
 	cxLength    prometheus.Observer
+	rqRedirect  prometheus.Counter
+	rqDirect    prometheus.Counter
+	// conn are the listener-kept connection counters of the prefix.
+	conn *listener.ConnCounters
+	// lis are the per-listener copies, bound with the listener's address
+	// (connObserver.bind) before the manager serves.
+	lis *lisHTTPStats
+}
+
+// lisHTTPStats are listener.<address>.http.<stat_prefix>.*.
+type lisHTTPStats struct {
+	rqXX        classStats
+	rqCompleted prometheus.Counter
 }
 
 func (m *metrics) hcm(prefix string) *hcmStats {
+	m.connMu.Lock()
+	conn := m.conns[prefix]
+	if conn == nil {
+		conn = new(listener.ConnCounters)
+		m.conns[prefix] = conn
+	}
+	m.connMu.Unlock()
 	return &hcmStats{
+		prefix:      prefix,
 		rqTotal:     m.hcmRqTotal.WithLabelValues(prefix),
 		rqCompleted: m.hcmRqCompleted.WithLabelValues(prefix),
 		rqHTTP1:     m.hcmRqHTTP1.WithLabelValues(prefix),
@@ -241,6 +282,36 @@ func (m *metrics) hcm(prefix string) *hcmStats {
 		cxActive:    m.hcmCxActive.WithLabelValues(prefix),
 		cxSSLActive: m.hcmCxSSLActive.WithLabelValues(prefix),
 		cxLength:    m.hcmCxLength.WithLabelValues(prefix),
+		rqRedirect:  m.hcmRqRedirect.WithLabelValues(prefix),
+		rqDirect:    m.hcmRqDirect.WithLabelValues(prefix),
+		conn:        conn,
+	}
+}
+
+// lisHTTP binds the per-listener copies of a connection manager's stats.
+func (m *metrics) lisHTTP(address, prefix string) *lisHTTPStats {
+	lis := listenerLabel(address)
+	return &lisHTTPStats{
+		rqXX:        bindClasses(m.lisHTTPRqXX, lis, prefix),
+		rqCompleted: m.lisHTTPRqCompleted.WithLabelValues(lis, prefix),
+	}
+}
+
+// completed counts a request that got a whole response.
+func (s *hcmStats) completed() {
+	s.rqCompleted.Inc()
+	if s.lis != nil {
+		s.lis.rqCompleted.Inc()
+	}
+}
+
+// local counts a request answered by its route's redirect or direct
+// response (Envoy's router rq_redirect, rq_direct_response).
+func (s *hcmStats) local(r *route.Route) {
+	if r.Rule().Redirect != nil {
+		s.rqRedirect.Inc()
+	} else {
+		s.rqDirect.Inc()
 	}
 }
 
@@ -251,6 +322,9 @@ func (st *hcmState) finish(x *filter.Exchange) {
 	s := st.stats
 	s.rqActive.Dec()
 	s.rqXX.inc(x.Status)
+	if s.lis != nil {
+		s.lis.rqXX.inc(x.Status)
+	}
 	end := x.End // set by the chain when the exchange finished
 	if end.IsZero() {
 		end = time.Now()
@@ -309,7 +383,8 @@ func (m *metrics) cluster(name string) *clusterStats {
 
 // routeStats are one route's stats: Envoy's per-route stats
 // (vhost.<virtual host>.route.<stat_prefix>.*), which have the virtual
-// cluster stats' names. Portico uses the route's name as its stat prefix.
+// cluster stats' names. The stat prefix is the rule's StatPrefix, else its
+// name.
 type routeStats struct {
 	rqTotal   prometheus.Counter
 	rqTimeout prometheus.Counter
@@ -318,8 +393,9 @@ type routeStats struct {
 	codes     codeStats
 }
 
-// routeStats binds the stats of every named route of t, by route index;
-// unnamed routes get none, as Envoy routes without a stat_prefix.
+// routeStats binds the stats of every route of t with a stat prefix or a
+// name, by route index; the others get none, as Envoy routes without a
+// stat_prefix.
 func (m *metrics) routeStats(t *route.Table) []*routeStats {
 	if t == nil {
 		return nil
@@ -327,10 +403,14 @@ func (m *metrics) routeStats(t *route.Table) []*routeStats {
 	routes := t.Routes()
 	out := make([]*routeStats, len(routes))
 	for i, r := range routes {
-		if r.Name() == "" {
+		name := r.Rule().StatPrefix
+		if name == "" {
+			name = r.Name()
+		}
+		if name == "" {
 			continue
 		}
-		vh, name := r.VirtualHost(), r.Name()
+		vh := r.VirtualHost()
 		out[i] = &routeStats{
 			rqTotal:   m.rtRqTotal.WithLabelValues(vh, name),
 			rqTimeout: m.rtRqTimeout.WithLabelValues(vh, name),

@@ -1,6 +1,7 @@
 package portico
 
 import (
+	"maps"
 	"math"
 	"runtime"
 	rtmetrics "runtime/metrics"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/porticoproxy/portico/cluster"
+	"github.com/porticoproxy/portico/listener"
 )
 
 // gatewayCollector exports, at scrape time, the stats whose source of
@@ -29,6 +31,7 @@ type gatewayCollector struct {
 	lisNoChain, lisFilterErr, lisSSLErr   *prometheus.Desc
 	lmActive, cmActive, cmWarming         *prometheus.Desc
 	memDegraded                           *prometheus.Desc
+	hcmConn                               []hcmConnStat
 	clusterStats                          []clusterStat
 	epStats                               []endpointStat // nil unless Options.EndpointStats
 	srvUptime, srvLive, srvState, srvConc *prometheus.Desc
@@ -43,6 +46,7 @@ func newGatewayCollector(g *Gateway) *gatewayCollector {
 	p := g.metrics.prefix + "_"
 	lis := []string{p + "listener_address"}
 	cl := []string{p + "cluster_name"}
+	hcm := []string{p + "http_conn_manager_prefix"}
 	d := func(name, help string, labels []string) *prometheus.Desc {
 		return prometheus.NewDesc(p+name, help, labels, nil)
 	}
@@ -58,6 +62,7 @@ func newGatewayCollector(g *Gateway) *gatewayCollector {
 		cmActive:           d("cluster_manager_active_clusters", "Active clusters.", nil),
 		cmWarming:          d("cluster_manager_warming_clusters", "Clusters warming (always 0: clusters are ready when built).", nil),
 		memDegraded:        d("cluster_membership_degraded", "Degraded endpoints of the cluster.", cl),
+		hcmConn:            newHCMConnStats(d, hcm),
 		clusterStats:       newClusterStats(d, cl),
 		epStats:            newEndpointStats(d, p, g.opts.EndpointStats),
 		srvUptime:          d("server_uptime", "Seconds since the gateway started.", nil),
@@ -117,6 +122,15 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		conns += a.active
 	}
 	ch <- prometheus.MustNewConstMetric(c.lmActive, prometheus.GaugeValue, float64(nListeners))
+
+	g.metrics.connMu.Lock()
+	hcmConns := maps.Clone(g.metrics.conns)
+	g.metrics.connMu.Unlock()
+	for prefix, cc := range hcmConns {
+		for _, st := range c.hcmConn {
+			ch <- prometheus.MustNewConstMetric(st.desc, st.typ, st.value(cc), prefix)
+		}
+	}
 
 	set := g.clusters.Load()
 	ch <- prometheus.MustNewConstMetric(c.cmActive, prometheus.GaugeValue, float64(len(set.byName)))
@@ -199,6 +213,8 @@ func newClusterStats(d func(name, help string, labels []string) *prometheus.Desc
 		{"upstream_cx_max_requests", C, "Upstream connections closed at max requests per connection.", func(s *clusterSnapshot) float64 { return u(s.cx.MaxRequests) }},
 		{"upstream_cx_max_duration_reached", C, "Upstream connections retired at max connection duration.", func(s *clusterSnapshot) float64 { return u(s.cx.MaxDurationReached) }},
 		{"upstream_cx_destroy", C, "Upstream connections closed.", func(s *clusterSnapshot) float64 { return u(s.cx.Destroy) }},
+		{"upstream_cx_rx_bytes_total", C, "Bytes received on upstream connections, TLS records included.", func(s *clusterSnapshot) float64 { return u(s.cx.RxBytes) }},
+		{"upstream_cx_tx_bytes_total", C, "Bytes sent on upstream connections, TLS records included.", func(s *clusterSnapshot) float64 { return u(s.cx.TxBytes) }},
 		{"upstream_rq_pending_active", G, "Requests waiting for response headers.", func(s *clusterSnapshot) float64 { return u(s.s.UpstreamRqPendingActive) }},
 		{"upstream_rq_pending_overflow", C, "Requests refused by the pending requests or requests circuit breaker.", func(s *clusterSnapshot) float64 { return u(s.s.UpstreamRqPendingOverflow) }},
 		{"membership_total", G, "Endpoints of the cluster.", func(s *clusterSnapshot) float64 { return u(s.s.MembershipTotal) }},
@@ -260,6 +276,29 @@ func newClusterStats(d func(name, help string, labels []string) *prometheus.Desc
 		out[i] = clusterStat{desc: d("cluster_"+def.name, help, cl), typ: def.typ, value: def.v}
 	}
 	return out
+}
+
+// hcmConnStat is one http.<stat_prefix>.downstream_cx_* stat kept by the
+// listeners in the prefix's listener.ConnCounters, read at scrape time.
+type hcmConnStat struct {
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
+	value func(*listener.ConnCounters) float64
+}
+
+func newHCMConnStats(d func(name, help string, labels []string) *prometheus.Desc, hcm []string) []hcmConnStat {
+	C, G := prometheus.CounterValue, prometheus.GaugeValue
+	st := func(name string, typ prometheus.ValueType, help string, v func(*listener.ConnCounters) float64) hcmConnStat {
+		return hcmConnStat{desc: d("http_"+name, help, hcm), typ: typ, value: v}
+	}
+	return []hcmConnStat{
+		st("downstream_cx_http1_total", C, "HTTP/1.x connections.", func(c *listener.ConnCounters) float64 { return float64(c.HTTP1Total.Load()) }),
+		st("downstream_cx_http2_total", C, "HTTP/2 connections.", func(c *listener.ConnCounters) float64 { return float64(c.HTTP2Total.Load()) }),
+		st("downstream_cx_http1_active", G, "Active HTTP/1.x connections.", func(c *listener.ConnCounters) float64 { return float64(c.HTTP1Active.Load()) }),
+		st("downstream_cx_http2_active", G, "Active HTTP/2 connections.", func(c *listener.ConnCounters) float64 { return float64(c.HTTP2Active.Load()) }),
+		st("downstream_cx_rx_bytes_total", C, "Bytes received, TLS records included.", func(c *listener.ConnCounters) float64 { return float64(c.RxBytes.Load()) }),
+		st("downstream_cx_tx_bytes_total", C, "Bytes sent, TLS records included.", func(c *listener.ConnCounters) float64 { return float64(c.TxBytes.Load()) }),
+	}
 }
 
 // endpointStat is one per-endpoint stat (Envoy's per_endpoint_stats:

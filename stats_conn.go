@@ -13,8 +13,10 @@ import (
 // the per connection manager connection stats (http.<prefix>.downstream_cx_*).
 // It is immutable once built.
 type connObserver struct {
-	length prometheus.Observer   // listener.<address>.downstream_cx_length_ms
-	chains map[string]chainStats // by filter chain name
+	m       *metrics
+	address string
+	length  prometheus.Observer   // listener.<address>.downstream_cx_length_ms
+	chains  map[string]chainStats // by filter chain name
 }
 
 // chainStats are the connection stats of one filter chain's manager.
@@ -23,18 +25,33 @@ type chainStats struct {
 	tls bool
 }
 
-var _ listener.Observer = (*connObserver)(nil)
+var _ listener.CountingObserver = (*connObserver)(nil)
 
 func (m *metrics) connObserver(address string) *connObserver {
 	return &connObserver{
-		length: m.lisCxLength.WithLabelValues(listenerLabel(address)),
-		chains: map[string]chainStats{},
+		m:       m,
+		address: address,
+		length:  m.lisCxLength.WithLabelValues(listenerLabel(address)),
+		chains:  map[string]chainStats{},
 	}
 }
 
-// bind attaches a filter chain's connection manager stats.
+// bind attaches a filter chain's connection manager stats, and binds the
+// manager's per-listener stats (listener.<address>.http.<prefix>.*) into
+// s, which must not be serving yet.
 func (o *connObserver) bind(chain string, fc *listener.FilterChain, s *hcmStats) {
+	s.lis = o.m.lisHTTP(o.address, s.prefix)
 	o.chains[chain] = chainStats{hcm: s, tls: fc.TLS != nil}
+}
+
+// ConnCounters implements listener.CountingObserver: the listener keeps
+// the chain's connection manager's downstream_cx_http1_*, _http2_* and
+// byte counters.
+func (o *connObserver) ConnCounters(chain string) *listener.ConnCounters {
+	if c, ok := o.chains[chain]; ok {
+		return c.hcm.conn
+	}
+	return nil
 }
 
 // OnConnOpen implements listener.Observer.

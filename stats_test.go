@@ -1,11 +1,15 @@
 package portico
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +22,9 @@ import (
 
 // statsConfig serves /ok (200) and /missing (404) from the origin through
 // cluster "app", /empty through cluster "empty" (no endpoints: 503 UH),
-// and has no route for anything else (404 NR).
+// answers /old with a redirect (301) and /direct with a direct response
+// (200), and has no route for anything else (404 NR). The /missing route's
+// stats are under its StatPrefix "notfound".
 func statsConfig(origin string) Config {
 	return Config{
 		Listeners: []listener.Config{{
@@ -33,8 +39,10 @@ func statsConfig(origin string) Config {
 			Name: "local",
 			VirtualHosts: []route.VirtualHost{{Name: "all", Domains: []string{"*"}, Rules: []route.Rule{
 				{Name: "ok", Match: route.Match{Path: "/ok"}, Cluster: "app"},
-				{Name: "missing", Match: route.Match{Path: "/missing"}, Cluster: "app"},
+				{Name: "missing", StatPrefix: "notfound", Match: route.Match{Path: "/missing"}, Cluster: "app"},
 				{Name: "empty", Match: route.Match{Path: "/empty"}, Cluster: "empty"},
+				{Name: "old", Match: route.Match{Path: "/old"}, Redirect: &route.Redirect{Path: "/ok"}},
+				{Name: "direct", Match: route.Match{Path: "/direct"}, DirectResponse: &route.DirectResponse{Status: 200, Body: "direct"}},
 			}}},
 		}},
 		Clusters: []cluster.Config{
@@ -44,31 +52,114 @@ func statsConfig(origin string) Config {
 	}
 }
 
-// statsTraffic sends the known traffic pattern over one keep-alive
-// connection and closes it: 3×200, 2×404 from the origin, 1×503 (UH),
-// 1×404 (NR).
-func statsTraffic(t *testing.T, addr string) {
+// byteCounts are the bytes one side of some connections read and wrote.
+type byteCounts struct{ rx, tx atomic.Uint64 }
+
+// countingConn adds what it reads and writes to n.
+type countingConn struct {
+	net.Conn
+	n *byteCounts
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.rx.Add(uint64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.n.tx.Add(uint64(n))
+	return n, err
+}
+
+// countingListener counts the bytes of every connection it accepts.
+type countingListener struct {
+	net.Listener
+	n *byteCounts
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, n: l.n}, nil
+}
+
+// startCountingOrigin is startOrigin counting the bytes the origin reads
+// and writes.
+func startCountingOrigin(t *testing.T, h http.Handler) (string, *byteCounts) {
 	t.Helper()
-	tr := &http.Transport{MaxConnsPerHost: 1}
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := new(byteCounts)
+	srv := &http.Server{Handler: h}
+	go srv.Serve(countingListener{Listener: ln, n: n})
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), n
+}
+
+// statsOrigin answers /missing with 404 and everything else with "ok".
+var statsOrigin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/missing" {
+		http.NotFound(w, r)
+		return
+	}
+	io.WriteString(w, "ok")
+})
+
+// statsTraffic sends the known traffic pattern and closes its connections:
+// over one HTTP/1.1 keep-alive connection 3×200, 2×404 from the origin,
+// 1×503 (UH), 1×404 (NR), 1×301 (redirect), 1×200 (direct response); then
+// 1×200 from the origin over an h2c connection. It returns the bytes the
+// client read and wrote.
+func statsTraffic(t *testing.T, addr string) *byteCounts {
+	t.Helper()
+	n := new(byteCounts)
+	client := func(p func(*http.Protocols)) (*http.Client, *http.Transport) {
+		tr := &http.Transport{MaxConnsPerHost: 1, Protocols: new(http.Protocols),
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return &countingConn{Conn: c, n: n}, nil
+			}}
+		p(tr.Protocols)
+		return &http.Client{Transport: tr, Timeout: 10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, tr
+	}
+	h1, tr1 := client(func(p *http.Protocols) { p.SetHTTP1(true) })
+	h2c, tr2 := client(func(p *http.Protocols) { p.SetUnencryptedHTTP2(true) })
 	for _, c := range []struct {
-		path string
-		n    int
-		want int
-	}{{"/ok", 3, 200}, {"/missing", 2, 404}, {"/empty", 1, 503}, {"/nowhere", 1, 404}} {
+		client *http.Client
+		path   string
+		n      int
+		want   int
+		proto  int
+	}{
+		{h1, "/ok", 3, 200, 1}, {h1, "/missing", 2, 404, 1}, {h1, "/empty", 1, 503, 1}, {h1, "/nowhere", 1, 404, 1},
+		{h1, "/old", 1, 301, 1}, {h1, "/direct", 1, 200, 1},
+		{h2c, "/ok", 1, 200, 2},
+	} {
 		for range c.n {
-			resp, err := client.Get("http://" + addr + c.path)
+			resp, err := c.client.Get("http://" + addr + c.path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != c.want {
-				t.Fatalf("GET %s: got %d, want %d", c.path, resp.StatusCode, c.want)
+			if resp.StatusCode != c.want || resp.ProtoMajor != c.proto {
+				t.Fatalf("GET %s: got %d over HTTP/%d, want %d over HTTP/%d", c.path, resp.StatusCode, resp.ProtoMajor, c.want, c.proto)
 			}
 		}
 	}
-	tr.CloseIdleConnections()
+	tr1.CloseIdleConnections()
+	tr2.CloseIdleConnections()
+	return n
 }
 
 // series is one expected Prometheus series: its family type and value
@@ -133,16 +224,10 @@ func TestPrometheusScrape(t *testing.T) {
 			name = "default"
 		}
 		t.Run(name, func(t *testing.T) {
-			origin := startOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/missing" {
-					http.NotFound(w, r)
-					return
-				}
-				io.WriteString(w, "ok")
-			}))
+			origin, upstream := startCountingOrigin(t, statsOrigin)
 			g, addr := startGateway(t, statsConfig(origin), Options{StatsPrefix: prefix, RouteStats: true, EndpointStats: true})
 			admin := "http://" + g.AdminAddr().String()
-			statsTraffic(t, addr)
+			downstream := statsTraffic(t, addr)
 
 			p := prefix
 			if p == "" {
@@ -154,6 +239,12 @@ func TestPrometheusScrape(t *testing.T) {
 				return map[string]string{n("http_conn_manager_prefix"): "ingress_http", n("response_code_class"): c}
 			}
 			lis := map[string]string{n("listener_address"): "127.0.0.1_0"}
+			lisHCM := map[string]string{n("listener_address"): "127.0.0.1_0", n("http_conn_manager_prefix"): "ingress_http"}
+			lisClass := func(c string) map[string]string {
+				m := map[string]string{n("response_code_class"): c}
+				maps.Copy(m, lisHCM)
+				return m
+			}
 			app := map[string]string{n("cluster_name"): "app"}
 			empty := map[string]string{n("cluster_name"): "empty"}
 			appCode := func(code string) map[string]string {
@@ -178,56 +269,75 @@ func TestPrometheusScrape(t *testing.T) {
 
 			fams := scrape(t, admin)
 			for _, w := range []series{
-				{"http_downstream_rq_total", hcm, C, 7},
-				{"http_downstream_rq_completed", hcm, C, 7},
-				{"http_downstream_rq_http1_total", hcm, C, 7},
-				{"http_downstream_rq_http2_total", hcm, C, 0},
+				{"http_downstream_rq_total", hcm, C, 10},
+				{"http_downstream_rq_completed", hcm, C, 10},
+				{"http_downstream_rq_http1_total", hcm, C, 9},
+				{"http_downstream_rq_http2_total", hcm, C, 1},
 				{"http_downstream_rq_active", hcm, G, 0},
-				{"http_downstream_rq_xx", class("2"), C, 3},
+				{"http_downstream_rq_xx", class("2"), C, 5},
+				{"http_downstream_rq_xx", class("3"), C, 1},
 				{"http_downstream_rq_xx", class("4"), C, 3},
 				{"http_downstream_rq_xx", class("5"), C, 1},
-				{"http_downstream_rq_time", hcm, H, 7},
+				{"http_downstream_rq_time", hcm, H, 10},
 				{"http_no_route", hcm, C, 1},
 				{"http_no_cluster", hcm, C, 0},
-				{"http_downstream_cx_total", hcm, C, 1},
+				{"http_rq_redirect", hcm, C, 1},
+				{"http_rq_direct_response", hcm, C, 1},
+				{"http_downstream_cx_total", hcm, C, 2},
 				{"http_downstream_cx_active", hcm, G, 0},
-				{"http_downstream_cx_destroy", hcm, C, 1},
+				{"http_downstream_cx_destroy", hcm, C, 2},
 				{"http_downstream_cx_ssl_total", hcm, C, 0},
-				{"http_downstream_cx_length_ms", hcm, H, 1},
-				{"listener_downstream_cx_total", lis, C, 1},
+				{"http_downstream_cx_http1_total", hcm, C, 1},
+				{"http_downstream_cx_http2_total", hcm, C, 1},
+				{"http_downstream_cx_http1_active", hcm, G, 0},
+				{"http_downstream_cx_http2_active", hcm, G, 0},
+				{"http_downstream_cx_rx_bytes_total", hcm, C, float64(downstream.tx.Load())},
+				{"http_downstream_cx_tx_bytes_total", hcm, C, float64(downstream.rx.Load())},
+				{"http_downstream_cx_length_ms", hcm, H, 2},
+				{"listener_downstream_cx_total", lis, C, 2},
 				{"listener_downstream_cx_active", lis, G, 0},
-				{"listener_downstream_cx_destroy", lis, C, 1},
-				{"listener_downstream_cx_length_ms", lis, H, 1},
+				{"listener_downstream_cx_destroy", lis, C, 2},
+				{"listener_downstream_cx_length_ms", lis, H, 2},
 				{"listener_no_filter_chain_match", lis, C, 0},
 				{"listener_ssl_connection_error", lis, C, 0},
-				{"cluster_upstream_rq_total", app, C, 5},
-				{"cluster_upstream_rq_completed", app, C, 5},
-				{"cluster_upstream_rq", appCode("200"), C, 3},
+				{"listener_http_downstream_rq_completed", lisHCM, C, 10},
+				{"listener_http_downstream_rq_xx", lisClass("1"), C, 0},
+				{"listener_http_downstream_rq_xx", lisClass("2"), C, 5},
+				{"listener_http_downstream_rq_xx", lisClass("3"), C, 1},
+				{"listener_http_downstream_rq_xx", lisClass("4"), C, 3},
+				{"listener_http_downstream_rq_xx", lisClass("5"), C, 1},
+				{"cluster_upstream_rq_total", app, C, 6},
+				{"cluster_upstream_rq_completed", app, C, 6},
+				{"cluster_upstream_rq", appCode("200"), C, 4},
 				{"cluster_upstream_rq", appCode("404"), C, 2},
-				{"cluster_upstream_rq_xx", appClass("2"), C, 3},
+				{"cluster_upstream_rq_xx", appClass("2"), C, 4},
 				{"cluster_upstream_rq_xx", appClass("4"), C, 2},
-				{"cluster_upstream_rq_time", app, H, 5},
+				{"cluster_upstream_rq_time", app, H, 6},
 				{"cluster_upstream_rq_active", app, G, 0},
 				{"cluster_upstream_cx_none_healthy", empty, C, 1},
 				{"cluster_membership_total", app, G, 1},
 				{"cluster_membership_healthy", app, G, 1},
 				{"cluster_membership_total", empty, G, 0},
 				{"cluster_upstream_cx_total", app, C, 1},
+				{"cluster_upstream_cx_rx_bytes_total", app, C, float64(upstream.tx.Load())},
+				{"cluster_upstream_cx_tx_bytes_total", app, C, float64(upstream.rx.Load())},
+				{"cluster_upstream_cx_rx_bytes_total", empty, C, 0},
 				{"cluster_upstream_cx_connect_fail", app, C, 0},
 				{"cluster_upstream_rq_pending_overflow", app, C, 0},
 				{"cluster_circuit_breakers_default_remaining_rq", app, G, cluster.DefaultMaxRequests},
 				{"cluster_circuit_breakers_high_rq_open", app, G, 0},
 				{"cluster_outlier_detection_ejections_active", app, G, 0},
 				{"cluster_health_check_attempt", app, C, 0},
-				{"cluster_endpoint_rq_total", ep, C, 5},
-				{"cluster_endpoint_rq_success", ep, C, 5},
+				{"cluster_endpoint_rq_total", ep, C, 6},
+				{"cluster_endpoint_rq_success", ep, C, 6},
 				{"cluster_endpoint_rq_active", ep, G, 0},
 				{"cluster_endpoint_healthy", ep, G, 1},
-				{"vhost_route_upstream_rq_total", rt("ok"), C, 3},
-				{"vhost_route_upstream_rq", rt("ok", "response_code", "200"), C, 3},
-				{"vhost_route_upstream_rq_xx", rt("ok", "response_code_class", "2"), C, 3},
-				{"vhost_route_upstream_rq_time", rt("ok"), H, 3},
-				{"vhost_route_upstream_rq", rt("missing", "response_code", "404"), C, 2},
+				{"vhost_route_upstream_rq_total", rt("ok"), C, 4},
+				{"vhost_route_upstream_rq", rt("ok", "response_code", "200"), C, 4},
+				{"vhost_route_upstream_rq_xx", rt("ok", "response_code_class", "2"), C, 4},
+				{"vhost_route_upstream_rq_time", rt("ok"), H, 4},
+				{"vhost_route_upstream_rq", rt("notfound", "response_code", "404"), C, 2},
+				{"vhost_route_upstream_rq_total", rt("notfound"), C, 2},
 				{"cluster_manager_active_clusters", none, G, 2},
 				{"cluster_manager_warming_clusters", none, G, 0},
 				{"cluster_manager_cluster_added", none, C, 2},
@@ -247,6 +357,19 @@ func TestPrometheusScrape(t *testing.T) {
 					t.Errorf("%s: got type %v, want %v", n(w.name), typ, w.typ)
 				case metricNumber(m, typ) != w.value:
 					t.Errorf("%s%v: got %v, want %v", n(w.name), w.labels, metricNumber(m, typ), w.value)
+				}
+			}
+			if downstream.rx.Load() == 0 || upstream.rx.Load() == 0 {
+				t.Errorf("byte counts: downstream %d, upstream %d: want some", downstream.rx.Load(), upstream.rx.Load())
+			}
+			// Route stats are under the route's StatPrefix, else its name;
+			// local responses reach no upstream and charge no route.
+			if _, _, ok := seriesValue(fams, n("vhost_route_upstream_rq_total"), rt("missing")); ok {
+				t.Errorf("unexpected %s%v: the route has a StatPrefix", n("vhost_route_upstream_rq_total"), rt("missing"))
+			}
+			for _, r := range []string{"old", "direct"} {
+				if m, typ, ok := seriesValue(fams, n("vhost_route_upstream_rq_total"), rt(r)); ok && metricNumber(m, typ) != 0 {
+					t.Errorf("%s%v: got %v, want 0", n("vhost_route_upstream_rq_total"), rt(r), metricNumber(m, typ))
 				}
 			}
 			// The local 503 never reached an upstream: no per-code series.
@@ -297,13 +420,7 @@ func TestPrometheusScrape(t *testing.T) {
 // families and their labels, text and JSON, filter, usedonly, type and the
 // histogram summaries.
 func TestStatsEndpoint(t *testing.T) {
-	origin := startOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/missing" {
-			http.NotFound(w, r)
-			return
-		}
-		io.WriteString(w, "ok")
-	}))
+	origin := startOrigin(t, statsOrigin)
 	g, addr := startGateway(t, statsConfig(origin), Options{StatsPrefix: "envoy", RouteStats: true})
 	admin := "http://" + g.AdminAddr().String()
 	statsTraffic(t, addr)
@@ -321,22 +438,30 @@ func TestStatsEndpoint(t *testing.T) {
 			has[l] = true
 		}
 		for _, want := range []string{
-			"cluster.app.upstream_rq_200: 3",
+			"cluster.app.upstream_rq_200: 4",
 			"cluster.app.upstream_rq_404: 2",
-			"cluster.app.upstream_rq_2xx: 3",
-			"cluster.app.upstream_rq_completed: 5",
-			"cluster.app.upstream_rq_total: 5",
+			"cluster.app.upstream_rq_2xx: 4",
+			"cluster.app.upstream_rq_completed: 6",
+			"cluster.app.upstream_rq_total: 6",
 			"cluster.app.membership_total: 1",
 			"cluster.empty.upstream_cx_none_healthy: 1",
+			"cluster.empty.upstream_cx_rx_bytes_total: 0",
+			"http.ingress_http.downstream_rq_3xx: 1",
 			"http.ingress_http.downstream_rq_4xx: 3",
 			"http.ingress_http.downstream_rq_5xx: 1",
-			"http.ingress_http.downstream_rq_total: 7",
+			"http.ingress_http.downstream_rq_total: 10",
 			"http.ingress_http.no_route: 1",
-			"http.ingress_http.downstream_cx_destroy: 1",
-			"listener.127.0.0.1_0.downstream_cx_total: 1",
+			"http.ingress_http.rq_redirect: 1",
+			"http.ingress_http.rq_direct_response: 1",
+			"http.ingress_http.downstream_cx_destroy: 2",
+			"http.ingress_http.downstream_cx_http1_total: 1",
+			"http.ingress_http.downstream_cx_http2_active: 0",
+			"listener.127.0.0.1_0.downstream_cx_total: 2",
 			"listener.127.0.0.1_0.ssl.connection_error: 0",
-			"vhost.all.route.ok.upstream_rq_200: 3",
-			"vhost.all.route.missing.upstream_rq_4xx: 2",
+			"listener.127.0.0.1_0.http.ingress_http.downstream_rq_2xx: 5",
+			"listener.127.0.0.1_0.http.ingress_http.downstream_rq_completed: 10",
+			"vhost.all.route.ok.upstream_rq_200: 4",
+			"vhost.all.route.notfound.upstream_rq_4xx: 2",
 			"cluster_manager.active_clusters: 2",
 			"cluster_manager.cluster_added: 2",
 			"listener_manager.total_listeners_active: 1",
@@ -408,7 +533,7 @@ func TestStatsEndpoint(t *testing.T) {
 				t.Fatalf("element %s: %v", raw, err)
 			}
 		}
-		if values["cluster.app.upstream_rq_200"] != 3 || values["cluster.app.upstream_rq_total"] != 5 {
+		if values["cluster.app.upstream_rq_200"] != 4 || values["cluster.app.upstream_rq_total"] != 6 {
 			t.Errorf("got %v", values)
 		}
 		h := hist.Histograms
@@ -424,7 +549,7 @@ func TestStatsEndpoint(t *testing.T) {
 
 	t.Run("filter", func(t *testing.T) {
 		_, body := get("/stats?filter=" + "%5Ecluster%5C.app%5C.upstream_rq_%5B0-9%5D%2B%24")
-		if got, want := body, "cluster.app.upstream_rq_200: 3\ncluster.app.upstream_rq_404: 2\n"; got != want {
+		if got, want := body, "cluster.app.upstream_rq_200: 4\ncluster.app.upstream_rq_404: 2\n"; got != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
 	})
@@ -465,7 +590,7 @@ func TestStatsEndpoint(t *testing.T) {
 
 	t.Run("format prometheus", func(t *testing.T) {
 		_, body := get("/stats?format=prometheus")
-		if !strings.Contains(body, `envoy_cluster_upstream_rq_total{envoy_cluster_name="app"} 5`) {
+		if !strings.Contains(body, `envoy_cluster_upstream_rq_total{envoy_cluster_name="app"} 6`) {
 			t.Errorf("format=prometheus: no envoy_cluster_upstream_rq_total line")
 		}
 	})
@@ -490,6 +615,9 @@ func TestEnvoyName(t *testing.T) {
 		{"cluster_upstream_rq", map[string]string{"envoy_cluster_name": "app", "envoy_response_code": "503"}, "cluster.app.upstream_rq_503"},
 		{"cluster_upstream_rq_xx", map[string]string{"envoy_cluster_name": "app", "envoy_response_code_class": "5"}, "cluster.app.upstream_rq_5xx"},
 		{"http_downstream_rq_xx", map[string]string{"envoy_http_conn_manager_prefix": "ingress_http", "envoy_response_code_class": "2"}, "http.ingress_http.downstream_rq_2xx"},
+		{"http_downstream_cx_rx_bytes_total", map[string]string{"envoy_http_conn_manager_prefix": "ingress_http"}, "http.ingress_http.downstream_cx_rx_bytes_total"},
+		{"listener_http_downstream_rq_xx", map[string]string{"envoy_listener_address": "0.0.0.0_8080", "envoy_http_conn_manager_prefix": "ingress_http", "envoy_response_code_class": "5"}, "listener.0.0.0.0_8080.http.ingress_http.downstream_rq_5xx"},
+		{"listener_http_downstream_rq_completed", map[string]string{"envoy_listener_address": "[__1]_8080", "envoy_http_conn_manager_prefix": "ingress_http"}, "listener.[__1]_8080.http.ingress_http.downstream_rq_completed"},
 		{"listener_downstream_cx_total", map[string]string{"envoy_listener_address": "0.0.0.0_8080"}, "listener.0.0.0.0_8080.downstream_cx_total"},
 		{"listener_ssl_connection_error", map[string]string{"envoy_listener_address": "[__1]_8443"}, "listener.[__1]_8443.ssl.connection_error"},
 		{"cluster_circuit_breakers_high_rq_open", map[string]string{"envoy_cluster_name": "app"}, "cluster.app.circuit_breakers.high.rq_open"},
@@ -554,5 +682,17 @@ func TestHotPathStatsAllocations(t *testing.T) {
 		obs.OnConnClose("c", time.Millisecond)
 	}); allocs != 0 {
 		t.Errorf("connection observer allocates %.1f per connection", allocs)
+	}
+	if h.lis == nil || obs.ConnCounters("c") != h.conn || obs.ConnCounters("other") != nil {
+		t.Fatal("bind: per-listener stats or connection counters not attached")
+	}
+	if h2 := m.hcm("p"); h2.conn != h.conn {
+		t.Error("connection managers of one stat prefix must share their connection counters")
+	}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		h.completed()
+		h.lis.rqXX.inc(200)
+	}); allocs != 0 {
+		t.Errorf("per-listener stats allocate %.1f per request", allocs)
 	}
 }

@@ -134,6 +134,9 @@ func New(cfg Config) (*Cluster, error) {
 	default:
 		protocols.SetHTTP2(true)
 	}
+	if cfg.Protocol == HTTP2 {
+		c.transport.HTTP2 = cfg.HTTP2.transportConfig()
+	}
 	if cfg.TLS != nil {
 		tc, err := cfg.TLS.clientConfig(cfg.Protocol)
 		if err != nil {

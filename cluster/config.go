@@ -239,6 +239,10 @@ type Config struct {
 	// established: it takes no new request, and closes once idle; zero
 	// means none, Envoy's default.
 	MaxConnectionDuration time.Duration
+	// HTTP2 tunes the HTTP/2 connections of Protocol HTTP2 (Envoy's
+	// http2_protocol_options); the zero value keeps Go's defaults. It is
+	// ignored for HTTP1.
+	HTTP2 HTTP2Options
 	// TCPKeepalive sets TCP keep-alive probing on connections made by the
 	// default dialer (Envoy's upstream_connection_options.tcp_keepalive);
 	// nil keeps Go's default keep-alive. It does not apply to Dialer.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -25,6 +26,45 @@ type TCPKeepalive struct {
 	Time time.Duration
 	// Interval is the time between probes (Linux default 75 s).
 	Interval time.Duration
+}
+
+// HTTP2Options tunes upstream HTTP/2 connections. Zero fields keep Go's
+// defaults, which differ from Envoy's: Envoy advertises 256 MiB stream and
+// 1 MiB connection windows, Go 4 MiB and 1 GiB.
+type HTTP2Options struct {
+	// InitialStreamWindowSize is the flow-control window, in bytes, for
+	// data received on one stream: how much of a response body the
+	// upstream may send ahead of the proxy reading it (Envoy's
+	// initial_stream_window_size). At most 2^31-1.
+	InitialStreamWindowSize uint32
+	// InitialConnectionWindowSize is the flow-control window for data
+	// received on a connection over all its streams (Envoy's
+	// initial_connection_window_size). Between 65535 and 2^31-1. Go
+	// grows the connection's window by this much on top of the 65535
+	// bytes every HTTP/2 connection starts with.
+	InitialConnectionWindowSize uint32
+}
+
+func (o *HTTP2Options) appendErrors(errs []error) []error {
+	if w := o.InitialStreamWindowSize; w > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("http2.initial_stream_window_size: %d exceeds 2^31-1", w))
+	}
+	if w := o.InitialConnectionWindowSize; w != 0 && (w < 65535 || w > math.MaxInt32) {
+		errs = append(errs, fmt.Errorf("http2.initial_connection_window_size: %d not in [65535, 2^31-1]", w))
+	}
+	return errs
+}
+
+// transportConfig returns the http.Transport HTTP/2 settings for o, or
+// nil for Go's defaults.
+func (o *HTTP2Options) transportConfig() *http.HTTP2Config {
+	if *o == (HTTP2Options{}) {
+		return nil
+	}
+	return &http.HTTP2Config{
+		MaxReceiveBufferPerStream:     int(o.InitialStreamWindowSize),
+		MaxReceiveBufferPerConnection: int(o.InitialConnectionWindowSize),
+	}
 }
 
 // dialerConfig returns the net.Dialer keep-alive settings for k; nil k
@@ -59,6 +99,7 @@ func (c *Config) appendTransportErrors(errs []error) []error {
 			errs = append(errs, fmt.Errorf("tcp_keepalive.keepalive_interval: negative %v", k.Interval))
 		}
 	}
+	errs = c.HTTP2.appendErrors(errs)
 	for i, mw := range c.Middleware {
 		if mw == nil {
 			errs = append(errs, fmt.Errorf("middleware[%d]: must not be nil", i))
@@ -91,12 +132,17 @@ type ConnStats struct {
 	// Destroy counts connections closed, or that failed to connect
 	// (upstream_cx_destroy).
 	Destroy uint64
+	// RxBytes and TxBytes count bytes read from and written to the
+	// connections, TLS records included (upstream_cx_rx_bytes_total,
+	// upstream_cx_tx_bytes_total).
+	RxBytes, TxBytes uint64
 }
 
 // connStats holds a cluster's connection counters, updated lock-free.
 type connStats struct {
 	total, connectFail, overflow, maxRequests, maxDuration, destroy atomic.Uint64
 	active                                                          atomic.Int64
+	rxBytes, txBytes                                                atomic.Uint64
 }
 
 // ConnStats returns a snapshot of the cluster's connection counters. The
@@ -112,6 +158,8 @@ func (c *Cluster) ConnStats() ConnStats {
 		MaxRequests:        s.maxRequests.Load(),
 		MaxDurationReached: s.maxDuration.Load(),
 		Destroy:            s.destroy.Load(),
+		RxBytes:            s.rxBytes.Load(),
+		TxBytes:            s.txBytes.Load(),
 	}
 }
 
@@ -251,6 +299,22 @@ func (u *upConn) Close() error {
 	return u.Conn.Close()
 }
 
+func (u *upConn) Read(p []byte) (int, error) {
+	n, err := u.Conn.Read(p)
+	if n > 0 {
+		u.x.stats.rxBytes.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (u *upConn) Write(p []byte) (int, error) {
+	n, err := u.Conn.Write(p)
+	if n > 0 {
+		u.x.stats.txBytes.Add(uint64(n))
+	}
+	return n, err
+}
+
 // CloseWrite half-closes the connection when the underlying one can, for
 // upgraded (WebSocket) streams.
 func (u *upConn) CloseWrite() error {
@@ -262,20 +326,26 @@ func (u *upConn) CloseWrite() error {
 
 // ReadFrom keeps the underlying connection's sendfile/splice path for
 // request bodies.
-func (u *upConn) ReadFrom(r io.Reader) (int64, error) {
+func (u *upConn) ReadFrom(r io.Reader) (n int64, err error) {
 	if rf, ok := u.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{u.Conn}, r)
 	}
-	return io.Copy(struct{ io.Writer }{u.Conn}, r)
+	u.x.stats.txBytes.Add(uint64(n))
+	return n, err
 }
 
 // WriteTo keeps the underlying connection's splice path for upgraded
 // streams.
-func (u *upConn) WriteTo(w io.Writer) (int64, error) {
+func (u *upConn) WriteTo(w io.Writer) (n int64, err error) {
 	if wt, ok := u.Conn.(io.WriterTo); ok {
-		return wt.WriteTo(w)
+		n, err = wt.WriteTo(w)
+	} else {
+		n, err = io.Copy(w, struct{ io.Reader }{u.Conn})
 	}
-	return io.Copy(w, struct{ io.Reader }{u.Conn})
+	u.x.stats.rxBytes.Add(uint64(n))
+	return n, err
 }
 
 // retire counts u in the stat of the limit that retired it, once.

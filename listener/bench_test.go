@@ -24,11 +24,20 @@ var tinyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) 
 	w.Write(body128)
 })
 
-func benchListener(tb testing.TB, stdlib bool) *Listener {
+// benchListener serves tinyHandler; with counted, its chain's connections
+// keep ConnCounters, as the gateway's do.
+func benchListener(tb testing.TB, stdlib, counted bool) *Listener {
 	tb.Helper()
 	hc := &HTTPConfig{Handler: tinyHandler, DisableRequestID: true}
 	setStdlibHTTP1(hc, stdlib)
-	l, err := New(Config{Address: "127.0.0.1:0", FilterChains: []FilterChain{{HTTP: hc}}})
+	cfg := Config{Address: "127.0.0.1:0", FilterChains: []FilterChain{{Name: "c", HTTP: hc}}}
+	if counted {
+		cfg.Observer = &ctrObserver{
+			countObserver: &countObserver{open: map[string]int{}, closed: map[string]int{}},
+			ctrs:          map[string]*ConnCounters{"c": {}},
+		}
+	}
+	l, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -87,11 +96,11 @@ func (rc *rawClient) get() error {
 
 func BenchmarkServeHTTP1(b *testing.B) {
 	for _, path := range []struct {
-		name   string
-		stdlib bool
-	}{{"fast", false}, {"stdlib", true}} {
+		name            string
+		stdlib, counted bool
+	}{{"fast", false, false}, {"fast+counters", false, true}, {"stdlib", true, false}} {
 		b.Run(path.name, func(b *testing.B) {
-			l := benchListener(b, path.stdlib)
+			l := benchListener(b, path.stdlib, path.counted)
 			rc := dialRaw(b, l.Addr().String())
 			if err := rc.get(); err != nil {
 				b.Fatal(err)
@@ -123,7 +132,7 @@ func TestWrkCPUPerRequest(t *testing.T) {
 		stdlib bool
 	}{{"fast", false}, {"stdlib", true}} {
 		t.Run(path.name, func(t *testing.T) {
-			l := benchListener(t, path.stdlib)
+			l := benchListener(t, path.stdlib, false)
 			var before, after syscall.Rusage
 			syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 			ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)

@@ -70,7 +70,8 @@ type Config struct {
 	// DefaultTLSHandshakeTimeout.
 	TLSHandshakeTimeout time.Duration
 	// Observer, if set, is told about every connection handed to a chain
-	// (per-chain stats such as http.<prefix>.downstream_cx_total).
+	// (per-chain stats such as http.<prefix>.downstream_cx_total). A
+	// CountingObserver also gets per-chain ConnCounters kept up to date.
 	Observer Observer
 	// Logger receives net/http's connection-level errors at Debug level
 	// and handler panics (other than http.ErrAbortHandler) at Error level;
@@ -198,6 +199,34 @@ type HTTPConfig struct {
 	// a request without body (the loop only notices on the next read or
 	// write). TLS connections and h2c always use net/http.
 	StdlibHTTP1 bool
+	// HeadersWithUnderscores is what the HCM does with a request header
+	// whose name contains an underscore (Envoy's
+	// headers_with_underscores_action): AllowUnderscores, the zero value,
+	// lets it through; RejectUnderscores answers an HTTP/1 request 400
+	// and closes the connection, and resets an HTTP/2 stream, as Envoy
+	// does; DropUnderscores removes the header before Handler runs.
+	HeadersWithUnderscores UnderscoreAction
+	// NormalizePath normalizes the request path before Handler (and so
+	// route matching) sees it, as RFC 3986 §6.2.2 says (Envoy's
+	// normalize_path): percent-encoded unreserved characters decoded,
+	// other percent-encodings upper-cased, "." and ".." segments
+	// removed. A path that climbs above the root is answered 400.
+	NormalizePath bool
+	// MergeSlashes replaces each run of slashes in the request path with
+	// one slash (Envoy's merge_slashes).
+	MergeSlashes bool
+	// RequestTimeout bounds receiving a whole request, headers and body,
+	// from its first byte (Envoy's request_timeout); zero disables it, as
+	// in Envoy. A body still arriving when it expires fails to read, which
+	// ends the exchange.
+	RequestTimeout time.Duration
+	// HTTP2StreamWindow and HTTP2ConnectionWindow are the HTTP/2
+	// flow-control windows for request data, per stream and per
+	// connection (Envoy's initial_stream_window_size and
+	// initial_connection_window_size); zero means net/http's defaults.
+	// net/http accepts windows of less than 4 MiB: larger values are
+	// lowered to 4 MiB - 1, which only bounds buffering further.
+	HTTP2StreamWindow, HTTP2ConnectionWindow int
 	// Handler serves requests after the HCM's hygiene; required. It is
 	// called concurrently.
 	Handler http.Handler
@@ -357,6 +386,14 @@ func (h *HTTPConfig) validate(path string) error {
 		return fmt.Errorf("%s.drain_timeout: negative", path)
 	case h.MaxConcurrentStreams > math.MaxInt32:
 		return fmt.Errorf("%s.max_concurrent_streams: above 2^31-1", path)
+	case h.HeadersWithUnderscores > DropUnderscores:
+		return fmt.Errorf("%s.headers_with_underscores: unknown action %d", path, h.HeadersWithUnderscores)
+	case h.RequestTimeout < 0:
+		return fmt.Errorf("%s.request_timeout: negative", path)
+	case h.HTTP2StreamWindow < 0 || h.HTTP2StreamWindow > math.MaxInt32:
+		return fmt.Errorf("%s.http2_stream_window: not in [0, 2^31-1]", path)
+	case h.HTTP2ConnectionWindow < 0 || h.HTTP2ConnectionWindow > math.MaxInt32:
+		return fmt.Errorf("%s.http2_connection_window: not in [0, 2^31-1]", path)
 	}
 	return nil
 }

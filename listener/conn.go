@@ -60,26 +60,100 @@ func (l *chanListener) push(c net.Conn) bool {
 // on Close.
 type trackedConn struct {
 	net.Conn
-	prefix []byte
+	prefix []byte // replayed; never counted again in ctr.RxBytes
 	cs     *chain
 	l      *Listener
 	closed atomic.Bool
 	h2     bool      // seen by the HTTP/1.1 fast path: h2c prior knowledge
 	opened time.Time // when handed to the chain; set only with an Observer
+
+	ctr     *ConnCounters // the chain's; nil: nothing counted
+	proto   atomic.Uint32 // protoUnknown, protoHTTP1, protoHTTP2 or protoClosed
+	sniff   bool          // classify from the bytes read (sniffProto)
+	matched uint8         // bytes of the h2c preface matched so far
 }
+
+// Connection protocols, as counted in ConnCounters.
+const (
+	protoUnknown uint32 = iota
+	protoHTTP1
+	protoHTTP2
+	protoClosed // closed before or after being classified
+)
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
+		if c.sniff {
+			c.sniffProto(p[:n])
+		}
 		return n, nil
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if c.ctr != nil && n > 0 {
+		c.ctr.RxBytes.Add(uint64(n))
+		if c.sniff {
+			c.sniffProto(p[:n])
+		}
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.ctr != nil && n > 0 {
+		c.ctr.TxBytes.Add(uint64(n))
+	}
+	return n, err
+}
+
+// sniffProto classifies a plaintext connection net/http serves from its
+// first bytes: HTTP/2 if they are the h2c preface, else HTTP/1. Reads of a
+// connection are serialized, so the sniffing state needs no atomics.
+func (c *trackedConn) sniffProto(b []byte) {
+	i := int(c.matched)
+	for _, x := range b {
+		if x != h2Preface[i] {
+			c.sniff = false
+			c.setProto(protoHTTP1)
+			return
+		}
+		if i++; i == len(h2Preface) {
+			c.sniff = false
+			c.setProto(protoHTTP2)
+			return
+		}
+	}
+	c.matched = uint8(i)
+}
+
+// setProto counts the connection as HTTP/1 or HTTP/2, once, unless it is
+// closed already.
+func (c *trackedConn) setProto(p uint32) {
+	if c.ctr == nil || !c.proto.CompareAndSwap(protoUnknown, p) {
+		return
+	}
+	if p == protoHTTP2 {
+		c.ctr.HTTP2Total.Add(1)
+		c.ctr.HTTP2Active.Add(1)
+	} else {
+		c.ctr.HTTP1Total.Add(1)
+		c.ctr.HTTP1Active.Add(1)
+	}
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
+		if c.ctr != nil {
+			switch c.proto.Swap(protoClosed) {
+			case protoHTTP1:
+				c.ctr.HTTP1Active.Add(-1)
+			case protoHTTP2:
+				c.ctr.HTTP2Active.Add(-1)
+			}
+		}
 		c.l.connGone()
 		if obs := c.cs.observer; obs != nil {
 			obs.OnConnClose(c.cs.name, time.Since(c.opened))

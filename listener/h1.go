@@ -54,7 +54,8 @@ type h1Server struct {
 	maxHeaderBytes int64 // raw bytes read for a request head, as net/http
 	idle           time.Duration
 	headersTimeout time.Duration
-	logger         *slog.Logger // nil discards
+	requestTimeout time.Duration // whole request, head and body; 0: none
+	logger         *slog.Logger  // nil discards
 }
 
 // Connection states seen by Shutdown.
@@ -167,6 +168,7 @@ type h1Conn struct {
 	remote string
 	state  atomic.Int32
 	readDL time.Time // last read deadline set by the loop
+	reqDL  time.Time // the request's deadline (requestTimeout), or zero
 
 	wmu  sync.Mutex   // orders a 100 Continue with the final response
 	cont atomic.Int32 // contNone...
@@ -196,7 +198,7 @@ func (l *Listener) serveH1(ch *chain, tc *trackedConn) {
 	c.bw.Reset(tc)
 	c.remote = tc.RemoteAddr().String()
 	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), http.LocalAddrContextKey, tc.LocalAddr()))
-	c.readDL = time.Time{}
+	c.readDL, c.reqDL = time.Time{}, time.Time{}
 	c.hijacked = false
 	l.h1.add(c)
 
@@ -251,13 +253,27 @@ func (c *h1Conn) serve() (h2 bool) {
 		}
 		if first {
 			first = false
-			if isH2, err := c.peekPreface(); isH2 || err != nil {
+			isH2, err := c.peekPreface()
+			if isH2 {
+				c.tc.setProto(protoHTTP2)
+			}
+			if isH2 || err != nil {
 				return isH2
 			}
+			c.tc.setProto(protoHTTP1)
 		}
-		if s.headersTimeout > 0 {
-			c.readDL = time.Now().Add(s.headersTimeout)
-			c.tc.SetReadDeadline(c.readDL)
+		if s.headersTimeout > 0 || s.requestTimeout > 0 {
+			now := time.Now()
+			c.reqDL = time.Time{}
+			if s.requestTimeout > 0 {
+				c.reqDL = now.Add(s.requestTimeout)
+			}
+			dl := c.reqDL
+			if s.headersTimeout > 0 && (dl.IsZero() || s.headersTimeout < s.requestTimeout) {
+				dl = now.Add(s.headersTimeout)
+			}
+			c.readDL = dl
+			c.tc.SetReadDeadline(dl)
 		}
 		req, err := http.ReadRequest(c.br)
 		hitLimit := c.lr.n <= 0
@@ -358,14 +374,18 @@ func (c *h1Conn) serveRequest(req *http.Request) bool {
 
 	var body *h1Body
 	if req.Body != http.NoBody && req.Body != nil {
-		if s := c.s; s.headersTimeout > 0 || s.idle > 0 {
+		if !c.reqDL.IsZero() {
+			// The body must arrive within the request timeout.
+			c.tc.SetReadDeadline(c.reqDL)
+			c.readDL = c.reqDL
+		} else if s := c.s; s.headersTimeout > 0 || s.idle > 0 {
 			// The body may take longer than the idle timeout.
 			c.tc.SetReadDeadline(time.Time{})
 			c.readDL = time.Time{}
 		}
 		body = &h1Body{src: req.Body, c: c}
 		req.Body = body
-	} else if c.s.headersTimeout > 0 {
+	} else if c.s.headersTimeout > 0 || c.s.requestTimeout > 0 {
 		c.tc.SetReadDeadline(time.Time{})
 		c.readDL = time.Time{}
 	}
@@ -402,7 +422,7 @@ func (c *h1Conn) serveRequest(req *http.Request) bool {
 	if w.wroteDL {
 		c.tc.SetWriteDeadline(time.Time{})
 	}
-	if w.readDL {
+	if w.readDL || body != nil && !c.reqDL.IsZero() {
 		c.readDL = time.Time{}
 		c.tc.SetReadDeadline(time.Time{})
 	}

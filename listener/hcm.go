@@ -18,6 +18,9 @@ type hcm struct {
 	maxBody        int64
 	useRemote      bool
 	genID          bool
+	underscores    UnderscoreAction
+	normalizePath  bool
+	mergeSlashes   bool
 	drain          time.Duration // DrainTimeout, read by the listener
 }
 
@@ -29,6 +32,9 @@ func newHCM(c *HTTPConfig) *hcm {
 		maxBody:        c.MaxRequestBodyBytes,
 		useRemote:      c.UseRemoteAddress,
 		genID:          !c.DisableRequestID,
+		underscores:    c.HeadersWithUnderscores,
+		normalizePath:  c.NormalizePath,
+		mergeSlashes:   c.MergeSlashes,
 	}
 	if h.maxHeaderBytes == 0 {
 		h.maxHeaderBytes = DefaultMaxRequestHeadersBytes
@@ -50,15 +56,32 @@ type scratch struct {
 func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := r.Header
 	n, size := 1, len("Host")+len(r.Host)
+	underscore := false
 	for k, vs := range hdr {
 		n += len(vs)
 		for _, v := range vs {
 			size += len(k) + len(v)
 		}
+		if h.underscores != AllowUnderscores && strings.IndexByte(k, '_') >= 0 {
+			underscore = true
+		}
 	}
 	if n > h.maxHeaders || size > h.maxHeaderBytes {
 		localReply(w, http.StatusRequestHeaderFieldsTooLarge, false)
 		return
+	}
+	if underscore {
+		if h.underscores == RejectUnderscores {
+			if r.ProtoMajor >= 2 {
+				panic(http.ErrAbortHandler) // resets the stream, as Envoy does
+			}
+			localReply(w, http.StatusBadRequest, true)
+			return
+		}
+		dropUnderscores(hdr)
+	}
+	if h.normalizePath || h.mergeSlashes {
+		cleanPath(r, h.normalizePath, h.mergeSlashes)
 	}
 	if h.maxBody > 0 {
 		if r.ContentLength > h.maxBody {

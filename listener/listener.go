@@ -33,6 +33,37 @@ type Observer interface {
 	OnConnClose(chain string, open time.Duration)
 }
 
+// ConnCounters are counters a listener keeps, with atomic adds, for the
+// connections of the filter chains a CountingObserver attaches them to:
+// Envoy's http.<stat_prefix>.downstream_cx_http1_total, _http1_active,
+// _http2_total, _http2_active, downstream_cx_rx_bytes_total and
+// downstream_cx_tx_bytes_total. Chains of one or several listeners may
+// share one ConnCounters. They may be read at any time.
+type ConnCounters struct {
+	// RxBytes counts bytes read from the connections, TxBytes bytes
+	// written to them: bytes on the wire, TLS records included.
+	RxBytes atomic.Uint64
+	_       [56]byte // RxBytes and TxBytes are updated by different goroutines
+	TxBytes atomic.Uint64
+	_       [56]byte
+	// HTTP1Total and HTTP2Total count connections by protocol, known at
+	// the TLS handshake (ALPN) or from the first bytes of a plaintext
+	// connection (the h2c preface); a connection closed before that is
+	// in neither. HTTP1Active and HTTP2Active are those still open.
+	HTTP1Total, HTTP2Total   atomic.Uint64
+	HTTP1Active, HTTP2Active atomic.Int64
+}
+
+// CountingObserver is an Observer that also has the listener keep
+// ConnCounters for the connections of its chains.
+type CountingObserver interface {
+	Observer
+	// ConnCounters returns the counters of the connections of the named
+	// chain, or nil for none. It is called when New or Update builds the
+	// chain.
+	ConnCounters(chain string) *ConnCounters
+}
+
 // Stats are a listener's connection counters, named after Envoy's
 // listener.<address>.* stats. Read them with Listener.Stats.
 type Stats struct {
@@ -109,8 +140,9 @@ type chain struct {
 	h1       *h1Server // nil: plaintext HTTP/1 goes to srv too
 	ln       *chanListener
 	observer Observer
-	active   atomic.Int64 // open connections
-	retired  atomic.Bool  // replaced by Update; stop when active hits 0
+	ctr      *ConnCounters // from a CountingObserver; nil: none kept
+	active   atomic.Int64  // open connections
+	retired  atomic.Bool   // replaced by Update; stop when active hits 0
 }
 
 // New validates cfg, loads its certificates and binds its address, so that
@@ -206,6 +238,9 @@ func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog
 		ln:       newChanListener(l.ln.Addr()),
 		observer: obs,
 	}
+	if co, ok := obs.(CountingObserver); ok {
+		ch.ctr = co.ConnCounters(ch.name)
+	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
@@ -235,8 +270,16 @@ func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog
 		// then enforces the configured limit exactly on names and values.
 		MaxHeaderBytes: h.maxHeaderBytes,
 		Protocols:      &protos,
-		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: int(hc.MaxConcurrentStreams)},
-		ErrorLog:       errLog,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          int(hc.MaxConcurrentStreams),
+			MaxReceiveBufferPerStream:     min(hc.HTTP2StreamWindow, maxHTTP2Window),
+			MaxReceiveBufferPerConnection: min(hc.HTTP2ConnectionWindow, maxHTTP2Window),
+		},
+		// ReadTimeout bounds each request's head and body (on HTTP/2, each
+		// stream's body); net/http also uses it as the idle timeout when
+		// IdleTimeout is disabled.
+		ReadTimeout: hc.RequestTimeout,
+		ErrorLog:    errLog,
 	}
 	if ch.tls == nil && !hc.StdlibHTTP1 && !testStdlibHTTP1 {
 		ch.h1 = &h1Server{
@@ -244,11 +287,15 @@ func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog
 			maxHeaderBytes: int64(h.maxHeaderBytes) + 4096, // as net/http
 			idle:           idle,
 			headersTimeout: hc.RequestHeadersTimeout,
+			requestTimeout: hc.RequestTimeout,
 			logger:         logger,
 		}
 	}
 	return ch, nil
 }
+
+// maxHTTP2Window is the largest flow-control window net/http accepts.
+const maxHTTP2Window = 4<<20 - 1
 
 func cloneMatch(m ChainMatch) ChainMatch {
 	m.DestinationPorts = append([]uint16(nil), m.DestinationPorts...)
@@ -397,6 +444,13 @@ func (l *Listener) inspectConn(t *table, c net.Conn) {
 			tlsConn.Close()
 			return
 		}
+		if tc.ctr != nil {
+			p := protoHTTP1
+			if tlsConn.ConnectionState().NegotiatedProtocol == "h2" {
+				p = protoHTTP2
+			}
+			tc.setProto(p)
+		}
 		conn = tlsConn
 	}
 	if !stop() {
@@ -416,7 +470,15 @@ func (l *Listener) attach(ch *chain, c net.Conn, prefix []byte) *trackedConn {
 		return nil
 	}
 	ch.active.Add(1)
-	tc := &trackedConn{Conn: c, prefix: prefix, cs: ch, l: l}
+	tc := &trackedConn{Conn: c, prefix: prefix, cs: ch, l: l, ctr: ch.ctr}
+	if tc.ctr != nil {
+		// The inspector's bytes are counted here, not when replayed.
+		tc.ctr.RxBytes.Add(uint64(len(prefix)))
+		// Plaintext that net/http serves from the first byte: tell HTTP/1
+		// from h2c as the bytes go by. (The HTTP/1.1 fast path tells them
+		// itself; TLS connections by ALPN.)
+		tc.sniff = ch.tls == nil && ch.h1 == nil
+	}
 	if ch.observer != nil {
 		tc.opened = time.Now()
 		ch.observer.OnConnOpen(ch.name)

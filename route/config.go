@@ -95,6 +95,10 @@ type VirtualHost struct {
 type Rule struct {
 	// Name is the route's name, used in logs and stats. Optional.
 	Name string
+	// StatPrefix names the route's stats (Envoy's Route.stat_prefix:
+	// vhost.<virtual host>.route.<stat_prefix>.upstream_rq_*); when empty
+	// the gateway uses Name. Optional.
+	StatPrefix string
 	// Match selects the requests this rule serves.
 	Match Match
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,13 @@ type Config struct {
 
 	// Output receives the lines, written by the Logger's own goroutine.
 	Output io.Writer
+	// Operators are custom format operators, by name (upper case, digits
+	// and underscores, as Envoy's): %NAME% in Format or a JSON value calls
+	// the operator's Append. They extend the built-in set and cannot
+	// replace a built-in operator. Package llm provides some
+	// (llm.AccessLogOperators).
+	Operators map[string]Operator
+
 	// Slog receives each entry as an Info record, from the Logger's own
 	// goroutine: a text line (without its newline) as the message; with
 	// JSON, each key as an attribute and "access" as the message.
@@ -68,6 +76,17 @@ type Config struct {
 	Fraction float64
 }
 
+// Operator is a custom format operator (Config.Operators).
+type Operator struct {
+	// Append appends the operator's value for the exchange to b and
+	// returns the extended slice; "-" by Envoy's convention when there is
+	// none. It runs in the done phase, on the request's goroutine.
+	Append func(b []byte, x *filter.Exchange) []byte
+	// Numeric marks values that are numbers (or "-"), which a JSON format
+	// writes unquoted (null for "-").
+	Numeric bool
+}
+
 // Validate reports the first problem with c.
 func (c *Config) Validate() error {
 	switch {
@@ -83,6 +102,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("accesslog: MinDuration %v is negative", c.MinDuration)
 	case !(c.Fraction >= 0 && c.Fraction <= 1): // also rejects NaN
 		return fmt.Errorf("accesslog: Fraction %v not in [0, 1]", c.Fraction)
+	}
+	for name, o := range c.Operators {
+		if name == "" || strings.IndexFunc(name, func(r rune) bool { return !isNameByte(byte(r)) || r > 0x7f }) >= 0 {
+			return fmt.Errorf("accesslog: Operators: %q is not an operator name (A-Z, 0-9, _)", name)
+		}
+		if o.Append == nil {
+			return fmt.Errorf("accesslog: Operators: %s has no Append", name)
+		}
 	}
 	for _, s := range c.StatusCodes {
 		if s < 100 || s > 999 {
@@ -142,7 +169,7 @@ func New(cfg Config) (*Logger, error) {
 	}
 	var err error
 	if len(cfg.JSON) > 0 {
-		l.fields, err = compileJSON(cfg.JSON)
+		l.fields, err = compileJSONWith(cfg.JSON, cfg.Operators)
 	} else {
 		f := cfg.Format
 		if f == "" {
@@ -151,7 +178,7 @@ func New(cfg Config) (*Logger, error) {
 		if cfg.Output != nil && f[len(f)-1] != '\n' {
 			f += "\n"
 		}
-		l.text, err = parseFormat(f)
+		l.text, err = parseFormatWith(f, cfg.Operators)
 	}
 	if err != nil {
 		return nil, err

@@ -35,7 +35,10 @@ func appendOps(b []byte, x *filter.Exchange, ops []op) []byte {
 }
 
 // parseFormat compiles an Envoy format string into ops, once.
-func parseFormat(s string) ([]op, error) {
+func parseFormat(s string) ([]op, error) { return parseFormatWith(s, nil) }
+
+// parseFormatWith is parseFormat with custom operators (Config.Operators).
+func parseFormatWith(s string, custom map[string]Operator) ([]op, error) {
 	var ops []op
 	var lit []byte
 	flush := func() {
@@ -91,6 +94,13 @@ func parseFormat(s string) ([]op, error) {
 			return nil, fmt.Errorf("accesslog: position %d: operator %s: missing closing %%", start, name)
 		}
 		o, err := compileOp(name, arg, hasArg)
+		if c, ok := custom[name]; ok && errors.Is(err, errUnknown) {
+			if hasArg {
+				err = errors.New("takes no argument")
+			} else {
+				o, err = op{fn: c.Append, numeric: c.Numeric}, nil
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("accesslog: position %d: operator %s: %w", start, s[start:j+1], err)
 		}

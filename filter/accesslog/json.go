@@ -16,7 +16,10 @@ type jsonField struct {
 }
 
 // compileJSON compiles a JSON format, keys sorted so output is stable.
-func compileJSON(m map[string]string) ([]jsonField, error) {
+func compileJSON(m map[string]string) ([]jsonField, error) { return compileJSONWith(m, nil) }
+
+// compileJSONWith is compileJSON with custom operators (Config.Operators).
+func compileJSONWith(m map[string]string, custom map[string]Operator) ([]jsonField, error) {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -24,7 +27,7 @@ func compileJSON(m map[string]string) ([]jsonField, error) {
 	slices.Sort(keys)
 	fs := make([]jsonField, 0, len(keys))
 	for i, k := range keys {
-		ops, err := parseFormat(m[k])
+		ops, err := parseFormatWith(m[k], custom)
 		if err != nil {
 			return nil, err
 		}
