@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -22,12 +23,41 @@ const (
 	// anthropic-version headers. Its BaseURL excludes the version path, as
 	// the Anthropic SDKs' base URL does: "https://api.anthropic.com".
 	Anthropic Kind = "anthropic"
+	// Gemini is the Google Gemini API (generativelanguage.googleapis.com:
+	// generateContent and streamGenerateContent) with the x-goog-api-key
+	// header. Its BaseURL excludes the version path, which APIVersion
+	// sets: "https://generativelanguage.googleapis.com".
+	Gemini Kind = "gemini"
+	// Bedrock is the Amazon Bedrock Converse API (converse and
+	// converse-stream), signed with AWS SigV4 (see Provider.Region and
+	// Provider.AWSCredentials) or, with an API key, a Bedrock API key as a
+	// Bearer token. Its BaseURL defaults to the runtime endpoint of the
+	// region: "https://bedrock-runtime.{region}.amazonaws.com".
+	Bedrock Kind = "bedrock"
+	// AzureOpenAI is the Azure OpenAI Chat Completions API: deployment
+	// URLs (/openai/deployments/{deployment}/chat/completions) with an
+	// api-version, and the api-key header or, with Provider.Bearer, a
+	// Microsoft Entra ID token. Its BaseURL is the resource's endpoint,
+	// "https://{resource}.openai.azure.com", and is required. The model a
+	// request is routed to (Model.UpstreamModel) is the deployment name.
+	AzureOpenAI Kind = "azure_openai"
 )
 
 // Default base URLs of the provider kinds.
 const (
 	DefaultOpenAIBaseURL    = "https://api.openai.com/v1"
 	DefaultAnthropicBaseURL = "https://api.anthropic.com"
+	DefaultGeminiBaseURL    = "https://generativelanguage.googleapis.com"
+)
+
+// Default API versions.
+const (
+	// DefaultGeminiAPIVersion is the version path of Gemini providers
+	// whose APIVersion is empty.
+	DefaultGeminiAPIVersion = "v1beta"
+	// DefaultAzureAPIVersion is the api-version of Azure OpenAI providers
+	// whose APIVersion is empty: the latest generally available one.
+	DefaultAzureAPIVersion = "2024-10-21"
 )
 
 // DefaultAnthropicVersion is the anthropic-version header sent to Anthropic
@@ -70,6 +100,32 @@ type Config struct {
 	// Getenv reads the environment for Provider.APIKeyEnv; nil means
 	// os.Getenv. Tests inject their own.
 	Getenv func(string) string `json:"-"`
+
+	// Policies (limits.go, budget.go, pricing.go, fallback.go,
+	// telemetry.go, prompt.go, pii.go).
+
+	// Limits are token and request rate limits per key, model and route.
+	Limits []Limit `json:"limits,omitempty"`
+	// Budgets cap tokens or cost per fixed window, per key, model and
+	// route.
+	Budgets []Budget `json:"budgets,omitempty"`
+	// Redis, when set, keeps the counters of Limits and Budgets in Redis,
+	// shared by every gateway replica using it; nil keeps them in the
+	// process.
+	Redis *Redis `json:"redis,omitempty"`
+	// Pricing prices models for Call.Cost, cost budgets, access logs and
+	// metrics; PricingFile loads it from an operator's JSON file instead
+	// (see LoadPricing). Set at most one.
+	Pricing     *Pricing `json:"pricing,omitempty"`
+	PricingFile string   `json:"pricing_file,omitempty"`
+	// Resilience configures retries, fallbacks and deployment cooldown.
+	Resilience Resilience `json:"resilience,omitzero"`
+	// Telemetry configures GenAI metrics and spans and the overhead header.
+	Telemetry Telemetry `json:"telemetry,omitzero"`
+	// Prompt configures system prompt injection and prompt templates.
+	Prompt Prompt `json:"prompt,omitzero"`
+	// PII configures the redaction of personal data.
+	PII PII `json:"pii,omitzero"`
 }
 
 // Provider is one upstream LLM API: an ordinary Portico cluster plus the
@@ -111,7 +167,52 @@ type Provider struct {
 	// Cluster names an existing cluster to send requests to. Empty means
 	// the cluster that Clusters makes from BaseURL, named "llm_" + Name.
 	Cluster string `json:"cluster,omitempty"`
+
+	// APIVersion is the API version: Azure OpenAI's api-version query
+	// parameter (empty means DefaultAzureAPIVersion; "v1" selects Azure's
+	// version-less /openai/v1 API, where the body's model names the
+	// deployment), or Gemini's version path (empty means
+	// DefaultGeminiAPIVersion). Other kinds ignore it.
+	APIVersion string `json:"api_version,omitempty"`
+	// Bearer makes an Azure OpenAI provider send its credential as
+	// "Authorization: Bearer" (a Microsoft Entra ID token) instead of the
+	// api-key header.
+	Bearer bool `json:"bearer,omitempty"`
+	// Token, when set, is called for every request and its result sent as
+	// a Bearer token instead of APIKey: for credentials that expire, such
+	// as Entra ID tokens (an azidentity credential's GetToken, cached by
+	// it). Its error fails the request with 502. It must be safe for
+	// concurrent use.
+	Token func(ctx context.Context) (string, error) `json:"-"`
+	// Responses says how OpenAI Responses requests (/v1/responses) reach
+	// an OpenAI provider: ResponsesNative passes them through to its
+	// /responses, ResponsesChat translates them to Chat Completions. Empty
+	// means native for OpenAI's own API (the default BaseURL) and Chat
+	// Completions for other OpenAI-compatible servers. Other kinds always
+	// translate.
+	Responses ResponsesMode `json:"responses,omitempty"`
+
+	// Region is the AWS region of a Bedrock provider ("us-east-1"): it
+	// makes the default BaseURL and scopes the SigV4 signature. Empty
+	// means the AWS_REGION environment variable, else AWS_DEFAULT_REGION.
+	Region string `json:"region,omitempty"`
+	// AWSCredentials sign a Bedrock provider's requests when it has no API
+	// key. Nil means the AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+	// AWS_SESSION_TOKEN environment variables, read once by New.
+	AWSCredentials *AWSCredentials `json:"aws_credentials,omitempty"`
 }
+
+// ResponsesMode is how a provider serves OpenAI Responses requests.
+type ResponsesMode string
+
+const (
+	// ResponsesNative passes Responses requests through to the
+	// provider's own /responses endpoint.
+	ResponsesNative ResponsesMode = "native"
+	// ResponsesChat translates Responses requests to Chat Completions
+	// (stateless: previous_response_id is refused).
+	ResponsesChat ResponsesMode = "chat"
+)
 
 // Model routes requests for a model name to a provider.
 //
@@ -127,6 +228,13 @@ type Model struct {
 	// UpstreamModel is the model name sent to the provider; empty means
 	// the name the client asked for.
 	UpstreamModel string `json:"upstream_model,omitempty"`
+	// Deployments, instead of Provider and UpstreamModel, split the
+	// model's traffic across providers by weight; the others are the
+	// first fallbacks of each (see Resilience).
+	Deployments []Deployment `json:"deployments,omitempty"`
+	// Fallbacks are model names tried in order when every deployment of
+	// this one failed (see Resilience); each must be served by an entry.
+	Fallbacks []string `json:"fallbacks,omitempty"`
 }
 
 // Secret is a credential. It formats as "[redacted]" with every fmt verb,
@@ -179,8 +287,8 @@ func (c *Config) Validate() error {
 		case strings.Contains(strings.TrimSuffix(m.Name, "*"), "*"):
 			return fmt.Errorf("models[%d].name: %q: a wildcard is allowed only at the end", i, m.Name)
 		}
-		if _, ok := names[m.Provider]; !ok {
-			return fmt.Errorf("models[%d].provider: %q is not a configured provider", i, m.Provider)
+		if err := validateModelTarget(m, names); err != nil {
+			return fmt.Errorf("models[%d].%w", i, err)
 		}
 		if j, ok := seen[m.Name]; ok {
 			return fmt.Errorf("models[%d].name: %q already used by models[%d]", i, m.Name, j)
@@ -193,7 +301,7 @@ func (c *Config) Validate() error {
 	if c.MaxRequestBytes < 0 {
 		return fmt.Errorf("max_request_bytes: %d is negative", c.MaxRequestBytes)
 	}
-	return nil
+	return c.validatePolicies()
 }
 
 // Validate reports whether the provider is well formed. Errors never
@@ -203,13 +311,16 @@ func (p *Provider) Validate() error {
 		return errors.New("name: must not be empty")
 	}
 	switch p.Kind {
-	case OpenAI, Anthropic:
+	case OpenAI, Anthropic, Gemini, Bedrock, AzureOpenAI:
 	case "":
-		return fmt.Errorf("provider %q: kind: must be set (%q or %q)", p.Name, OpenAI, Anthropic)
+		return fmt.Errorf("provider %q: kind: must be set (%q, %q, %q, %q or %q)", p.Name, OpenAI, Anthropic, Gemini, Bedrock, AzureOpenAI)
 	default:
 		return fmt.Errorf("provider %q: kind: unknown kind %q", p.Name, p.Kind)
 	}
-	if _, err := p.endpoint(); err != nil {
+	if err := p.validateKind(); err != nil {
+		return fmt.Errorf("provider %q: %w", p.Name, err)
+	}
+	if _, err := p.endpoint(p.Region); err != nil {
 		return fmt.Errorf("provider %q: base_url: %w", p.Name, err)
 	}
 	if p.APIKey != "" && p.APIKeyEnv != "" {
@@ -245,18 +356,28 @@ type endpoint struct {
 	path     string // base path without a trailing slash
 }
 
-func (p *Provider) baseURL() string {
+func (p *Provider) baseURL(region string) string {
 	if p.BaseURL != "" {
 		return p.BaseURL
 	}
-	if p.Kind == Anthropic {
+	switch p.Kind {
+	case Anthropic:
 		return DefaultAnthropicBaseURL
+	case Gemini:
+		return DefaultGeminiBaseURL
+	case Bedrock:
+		if region == "" {
+			// Resolved from the environment by New; any valid host will
+			// do for Validate.
+			region = "us-east-1"
+		}
+		return "https://bedrock-runtime." + region + ".amazonaws.com"
 	}
 	return DefaultOpenAIBaseURL
 }
 
-func (p *Provider) endpoint() (endpoint, error) {
-	raw := p.baseURL()
+func (p *Provider) endpoint(region string) (endpoint, error) {
+	raw := p.baseURL(region)
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Error quotes the URL, which may hold userinfo: keep only the

@@ -4,8 +4,10 @@
 // # Front doors
 //
 // Clients call the APIs their official SDKs speak, unchanged (see API):
-// OpenAI Chat Completions (POST /v1/chat/completions), Anthropic Messages
-// (POST /v1/messages and /v1/messages/count_tokens) and GET /v1/models.
+// OpenAI Chat Completions (POST /v1/chat/completions), Responses (POST
+// /v1/responses) and Embeddings (POST /v1/embeddings), Anthropic Messages
+// (POST /v1/messages and /v1/messages/count_tokens), and GET /v1/models
+// and /v1/models/{model}.
 // Gateway.Rules returns the route rules for them; each rule names its API
 // in the llm filter's per-route configuration, and the filter does
 // nothing on routes without one.
@@ -17,8 +19,12 @@
 // matching "prefix*" pattern; an entry may rename the model upstream. A
 // provider (Provider) is an ordinary Portico cluster (Gateway.Clusters
 // makes one per provider from its base URL) plus its authentication and
-// URL shaping: OpenAI or any OpenAI-compatible server with a Bearer key,
-// or Anthropic with x-api-key and anthropic-version. The filter sets the
+// URL shaping: OpenAI or any OpenAI-compatible server with a Bearer key;
+// Anthropic with x-api-key and anthropic-version; Google Gemini
+// (generateContent, streamGenerateContent) with x-goog-api-key; Amazon
+// Bedrock Converse signed with AWS SigV4 (SigV4, as cluster middleware
+// that Gateway.Clusters installs) or a Bedrock API key; Azure OpenAI
+// deployment URLs with api-key or an Entra ID token. The filter sets the
 // exchange's cluster, path and Host, removes every credential the client
 // sent and adds the provider's; the key never reaches clients, logs or
 // errors (Secret). The choice is visible to later filters (CallOf) and to
@@ -31,11 +37,15 @@
 // byte for byte but for the model name (and, for OpenAI streams,
 // stream_options.include_usage), and the response unchanged but for the
 // usage chunk the gateway asked for on the client's behalf. Otherwise the
-// filter translates OpenAI Chat ⇄ Anthropic Messages in both directions:
-// requests (system and developer messages, images, tool definitions and
-// choice, tool calls and results, thinking blocks with their signatures),
+// filter translates, every front door to every provider: OpenAI Chat ⇄
+// Anthropic Messages in both directions, both to Gemini and Bedrock
+// (through Anthropic Messages as the normalised form), and Responses over
+// Chat Completions to any of them — requests (system and developer
+// messages, images, tool definitions and choice, tool calls and results,
+// thinking blocks with their signatures, Gemini's thought signatures),
 // responses, errors (into the client's error schema and status) and
-// streams. Streams are translated event by event as they arrive — text and
+// streams, Bedrock's binary event streams included. Streams are
+// translated event by event as they arrive — text and
 // tool-argument deltas are never held back — with the first OpenAI chunk
 // carrying role "assistant", tool-call indices counted per call so that
 // parallel calls never collide, Anthropic content blocks that never
@@ -58,6 +68,32 @@
 // charged for what was seen, estimated where the provider never said
 // (Usage.Estimated). Filters declared before the llm filter read it with
 // CallOf in their done phase, where it is final.
+//
+// # Policies
+//
+// Limits are token buckets of requests and tokens per window, per API key,
+// header, client address or any identity (Scope), per model and per
+// route; Budgets cap tokens or cost per fixed window. Admission checks
+// what is already charged (and the prompt's estimate); tokens are charged
+// from the Usage when the response ends, so an admitted stream is never
+// cut. Over a limit the client gets 429 in its own schema with
+// Retry-After and OpenAI's x-ratelimit-* headers. Counters live in the
+// process or, with Config.Redis, in Redis, where Lua scripts check and
+// charge atomically so that replicas share them.
+//
+// A model may split its traffic across weighted Deployments; failed
+// attempts (429, 5xx, timeouts, context-length errors …) are retried,
+// honouring Retry-After, then sent to the other deployments and the
+// model's Fallbacks, translated when they speak another schema
+// (Resilience, and Gateway.Bind for the clusters). Deployments that keep
+// failing cool down (a github.com/sony/gobreaker/v2 state machine each).
+//
+// A pricing table (Pricing) gives every call its Cost, for budgets,
+// metrics and access logs (AccessLogOperators). Telemetry records the
+// OpenTelemetry GenAI metrics and spans and sets the x-portico-overhead-ms
+// header. Prompt injects system prompts and fills prompt templates; PII
+// redacts e-mails, phone, card and IBAN numbers and SSNs in requests and
+// responses, streams included.
 //
 // # Use
 //

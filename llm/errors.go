@@ -117,6 +117,13 @@ func upstreamErrorMessage(status int, body []byte) (typ, msg string) {
 		}
 		return t, an.Error.Message
 	}
+	// Bedrock's (and other AWS APIs') {"message": …}.
+	var plain struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &plain) == nil && plain.Message != "" {
+		return anthropicErrorType(status), plain.Message
+	}
 	msg = string(bytes.TrimSpace(body))
 	if len(msg) > 512 {
 		msg = msg[:512]
@@ -146,6 +153,10 @@ func redact(b []byte, secret string) []byte {
 // Same-schema errors pass through unchanged but for the redaction of the
 // key.
 func (f *frontDoor) upstreamError(call *Call, p *provider, status int, body []byte) (int, []byte) {
+	if p.kind == Gemini && status == http.StatusBadRequest && bytes.Contains(body, []byte("API_KEY_INVALID")) {
+		// Gemini rejects a bad key with 400.
+		status = http.StatusUnauthorized
+	}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		e := &apiError{status: http.StatusBadGateway, typ: "api_error",
 			message: fmt.Sprintf("provider %q rejected the gateway's credentials (status %d)", p.name, status)}

@@ -45,29 +45,19 @@ type Gateway struct {
 	defMax       int64
 	routeTimeout time.Duration
 	maxReq       int64
-	doors        [Models + 1]*frontDoor
+	doors        [lastAPI + 1]*frontDoor
 	modelsOpenAI []byte
 	modelsAnth   []byte
 	now          func() time.Time
-}
 
-// provider is a resolved Provider.
-type provider struct {
-	name            string
-	kind            Kind
-	ep              endpoint
-	key             string
-	authValue       string // Authorization or x-api-key value
-	cluster         string
-	ownCluster      bool // made by Clusters
-	headers         map[string]string
-	version         string
-	legacyMaxTokens bool
+	policies // limits, routing, cost, telemetry, prompt and PII (routing_hooks.go)
 }
 
 type target struct {
 	p        *provider
 	upstream string // empty: the requested name
+	r        *modelRoute
+	dep      *deployment
 }
 
 type pattern struct {
@@ -106,51 +96,20 @@ func New(cfg Config) (*Gateway, error) {
 	if g.maxReq == 0 {
 		g.maxReq = DefaultMaxRequestBytes
 	}
+	if err := g.initPolicies(&cfg, getenv); err != nil {
+		return nil, err
+	}
 	byName := map[string]*provider{}
-	for _, pc := range cfg.Providers {
-		ep, _ := pc.endpoint() // validated
-		p := &provider{
-			name:            pc.Name,
-			kind:            pc.Kind,
-			ep:              ep,
-			key:             string(pc.APIKey),
-			cluster:         pc.Cluster,
-			version:         pc.AnthropicVersion,
-			legacyMaxTokens: pc.LegacyMaxTokens,
-		}
-		if pc.APIKeyEnv != "" {
-			p.key = strings.TrimSpace(getenv(pc.APIKeyEnv))
-			if p.key == "" {
-				return nil, fmt.Errorf("llm: provider %q: environment variable %s is empty", pc.Name, pc.APIKeyEnv)
-			}
-		}
-		if strings.ContainsAny(p.key, "\r\n") {
-			return nil, fmt.Errorf("llm: provider %q: the API key contains a line break", pc.Name)
-		}
-		if p.key != "" {
-			p.authValue = p.key
-			if p.kind == OpenAI {
-				p.authValue = "Bearer " + p.key
-			}
-		}
-		if p.cluster == "" {
-			p.cluster = "llm_" + pc.Name
-			p.ownCluster = true
-		}
-		if p.version == "" {
-			p.version = DefaultAnthropicVersion
-		}
-		if len(pc.Headers) > 0 {
-			p.headers = make(map[string]string, len(pc.Headers))
-			for k, v := range pc.Headers {
-				p.headers[http.CanonicalHeaderKey(k)] = v
-			}
+	for i := range cfg.Providers {
+		p, err := newProvider(&cfg.Providers[i], getenv)
+		if err != nil {
+			return nil, err
 		}
 		g.providers = append(g.providers, p)
 		byName[p.name] = p
 	}
 	for _, m := range cfg.Models {
-		t := target{p: byName[m.Provider], upstream: m.UpstreamModel}
+		t := g.newTarget(m, byName)
 		if prefix, ok := strings.CutSuffix(m.Name, "*"); ok {
 			g.patterns = append(g.patterns, pattern{prefix: prefix, t: t})
 			continue
@@ -161,7 +120,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.exact[m.Name] = t
 	}
 	slices.SortStableFunc(g.patterns, func(a, b pattern) int { return len(b.prefix) - len(a.prefix) })
-	for api := ChatCompletions; api <= Models; api++ {
+	for api := ChatCompletions; api <= lastAPI; api++ {
 		g.doors[api] = &frontDoor{g: g, api: api}
 	}
 	g.modelsOpenAI, g.modelsAnth = modelLists(cfg.Models, g.now())
@@ -175,7 +134,7 @@ func (g *Gateway) Name() string { return FilterName }
 // route serves.
 func (g *Gateway) ForRoute(config any) (filter.Filter, error) {
 	api, ok := config.(API)
-	if !ok || api < ChatCompletions || api > Models {
+	if !ok || api < ChatCompletions || api > lastAPI {
 		return nil, fmt.Errorf("llm: per-route config must be an llm.API, got %T %v", config, config)
 	}
 	return g.doors[api], nil
@@ -184,7 +143,7 @@ func (g *Gateway) ForRoute(config any) (filter.Filter, error) {
 // FrontDoor returns the filter that serves api, for chains assembled by
 // hand (without per-route configuration).
 func (g *Gateway) FrontDoor(api API) filter.Filter {
-	if api < ChatCompletions || api > Models {
+	if api < ChatCompletions || api > lastAPI {
 		return nil
 	}
 	return g.doors[api]
@@ -217,17 +176,22 @@ func (g *Gateway) route(model string) (target, bool) {
 }
 
 // Rules returns the route rules of the front doors, to put in a virtual
-// host: POST /v1/chat/completions, POST /v1/messages, POST
-// /v1/messages/count_tokens and GET /v1/models, each with its API as the
-// llm filter's per-route configuration, Config.RouteTimeout and
+// host: POST /v1/chat/completions, POST /v1/responses, POST
+// /v1/embeddings, POST /v1/messages, POST /v1/messages/count_tokens, GET
+// /v1/models and GET /v1/models/{model}, each with its API as the llm
+// filter's per-route configuration, Config.RouteTimeout and
 // Config.MaxRequestBytes. Their cluster is a placeholder (the first
 // provider's): the filter chooses the cluster per request.
 func (g *Gateway) Rules() []route.Rule {
 	cl := g.providers[0].cluster
 	rule := func(name, path, method string, api API) route.Rule {
+		m := route.Match{Path: path, Methods: []string{method}}
+		if strings.HasSuffix(path, "/") {
+			m = route.Match{Prefix: path, Methods: []string{method}}
+		}
 		return route.Rule{
 			Name:         name,
-			Match:        route.Match{Path: path, Methods: []string{method}},
+			Match:        m,
 			Cluster:      cl,
 			Timeout:      g.routeTimeout,
 			BufferLimit:  g.maxReq,
@@ -236,16 +200,20 @@ func (g *Gateway) Rules() []route.Rule {
 	}
 	return []route.Rule{
 		rule("llm_chat_completions", "/v1/chat/completions", http.MethodPost, ChatCompletions),
+		rule("llm_responses", "/v1/responses", http.MethodPost, Responses),
+		rule("llm_embeddings", "/v1/embeddings", http.MethodPost, Embeddings),
 		rule("llm_messages", "/v1/messages", http.MethodPost, Messages),
 		rule("llm_count_tokens", "/v1/messages/count_tokens", http.MethodPost, CountTokens),
 		rule("llm_models", "/v1/models", http.MethodGet, Models),
+		rule("llm_model", "/v1/models/", http.MethodGet, Models),
 	}
 }
 
 // Clusters returns the clusters of the providers that name none of their
 // own: one per provider, named "llm_" + its name, with its BaseURL's host
-// as the endpoint and TLS (SNI and verification against that host) for
-// https.
+// as the endpoint, TLS (SNI and verification against that host) for
+// https, and the provider's middleware (Bedrock's SigV4 signer; see
+// Middleware).
 func (g *Gateway) Clusters() []cluster.Config {
 	var out []cluster.Config
 	for _, p := range g.providers {
@@ -256,6 +224,7 @@ func (g *Gateway) Clusters() []cluster.Config {
 		if p.ep.tls {
 			c.TLS = &cluster.TLSConfig{ServerName: p.ep.hostname}
 		}
+		c.Middleware = g.Middleware(p.name)
 		out = append(out, c)
 	}
 	return out
@@ -290,14 +259,12 @@ type state struct {
 	out    []byte
 	emit   func(sse.Event) error
 	failed bool
+	frames *frameFeed     // Bedrock's binary event stream, decoded in place of dec
+	rs     *rsEcho        // a translated Responses request, echoed in its response
+	embed  embeddingsEcho // a translated embeddings request
+
+	pol polState // policies (routing_hooks.go)
 }
-
-// Request headers that carry client credentials or would change the
-// upstream's encoding; the provider's own are added afterwards.
-var stripRequest = [...]string{"Authorization", "Proxy-Authorization", "X-Api-Key", "Api-Key", "X-Goog-Api-Key",
-	"Cookie", "Openai-Organization", "Openai-Project", "Accept-Encoding"}
-
-var anthropicRequest = [...]string{"Anthropic-Version", "Anthropic-Beta", "Anthropic-Dangerous-Direct-Browser-Access"}
 
 // Response headers that identify the gateway's provider account.
 var stripResponse = [...]string{"Set-Cookie", "Openai-Organization", "Openai-Project", "Anthropic-Organization-Id"}
@@ -305,11 +272,7 @@ var stripResponse = [...]string{"Set-Cookie", "Openai-Organization", "Openai-Pro
 // OnRequest implements filter.RequestFilter.
 func (f *frontDoor) OnRequest(ctx context.Context, x *filter.Exchange) error {
 	if f.api == Models {
-		body := f.g.modelsOpenAI
-		if x.In.Header.Get("Anthropic-Version") != "" {
-			body = f.g.modelsAnth
-		}
-		return &filter.ReplyError{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: body, Details: "llm_models"}
+		return f.g.models(x)
 	}
 	body, err := x.Body()
 	if err != nil {
@@ -330,56 +293,49 @@ func (f *frontDoor) OnRequest(ctx context.Context, x *filter.Exchange) error {
 	if err != nil {
 		return reply(f.api, badRequest("%v", err))
 	}
+	body, obj, aerr := f.g.rewriteRequest(f.api, model, body, obj) // prompt policies, PII
+	if aerr != nil {
+		return reply(f.api, aerr)
+	}
 	t, ok := f.g.route(model)
 	if !ok {
 		return reply(f.api, &apiError{status: http.StatusNotFound, typ: "not_found_error", message: fmt.Sprintf("model %q is not served by this gateway", model)})
 	}
-	p := t.p
-	call := &Call{API: f.api, Provider: p.name, ProviderKind: p.kind, RequestModel: model, Model: t.upstream, Stream: stream}
-	st := &state{p: p, body: body}
+	call := &Call{API: f.api, RequestModel: model, Stream: stream}
+	st := &state{body: body}
 	st.m.firstByte = &call.FirstByte
 	call.st = st
+	t = f.g.choose(t, call) // a deployment: weighted, skipping those cooling down
+	if err := f.g.admit(ctx, x, f.api, call); err != nil {
+		return err // over a limit or budget
+	}
+	return f.prepare(ctx, x, call, obj, body, t)
+}
 
-	var out []byte
-	var aerr *apiError
-	var path string
-	keepQuery := false
-	switch {
-	case f.api == CountTokens && p.kind != Anthropic:
+// prepare rewrites the request for t's provider, translating it when the
+// provider speaks another schema, and points the exchange at it. It runs
+// for the first attempt and again for each retry or fallback.
+func (f *frontDoor) prepare(ctx context.Context, x *filter.Exchange, call *Call, obj jsonobj.Object, body []byte, t target) error {
+	p, st := t.p, call.st
+	call.Provider, call.ProviderKind, call.Model = p.name, p.kind, t.upstream
+	if f.api == CountTokens && p.kind != Anthropic {
 		// No counting API upstream: estimate.
 		callKey.Set(x, call)
 		n := estimateTokens(body)
 		return &filter.ReplyError{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
 			Body: []byte(`{"input_tokens":` + strconv.FormatInt(n, 10) + `}`), Details: "llm_count_tokens_estimate"}
-	case f.api == ChatCompletions && p.kind == OpenAI:
-		out, aerr = passThrough(obj, body, model, t.upstream, stream)
-		if stream {
-			st.includeUsage = clientIncludesUsage(obj)
-		}
-		path, keepQuery = "/chat/completions", true
-	case f.api == ChatCompletions:
-		call.Translated = true
-		st.includeUsage = clientIncludesUsage(obj)
-		out, aerr = chatToMessages(body, t.upstream, f.g.defMax)
-		path = "/v1/messages"
-	case f.api == Messages && p.kind == Anthropic:
-		out, aerr = passThrough(obj, body, model, t.upstream, false)
-		path, keepQuery = "/v1/messages", true
-	case f.api == Messages:
-		call.Translated = true
-		out, aerr = messagesToChat(body, t.upstream, p.legacyMaxTokens)
-		path = "/chat/completions"
-	default: // CountTokens on Anthropic
-		out, aerr = passThrough(obj, body, model, t.upstream, false)
-		path, keepQuery = "/v1/messages/count_tokens", true
 	}
+	up, aerr := f.buildUpstream(call, st, obj, body, t)
 	if aerr != nil {
 		return reply(f.api, aerr)
 	}
-	x.SetBody(out)
-	prepareUpstream(x, p, call.Translated, keepQuery, p.ep.path+path)
+	x.SetBody(up.body)
+	if err := prepareUpstream(ctx, x, p, call.Translated, &up); err != nil {
+		return reply(f.api, &apiError{status: http.StatusBadGateway, typ: "api_error", message: err.Error()})
+	}
 	x.Cluster = p.cluster
 	callKey.Set(x, call)
+	st.pol.sent = true
 	return nil
 }
 
@@ -432,46 +388,13 @@ func clientIncludesUsage(obj jsonobj.Object) bool {
 	return v
 }
 
-// prepareUpstream points x.Out at the provider: path, Host, credentials.
-func prepareUpstream(x *filter.Exchange, p *provider, translated, keepQuery bool, path string) {
-	h := x.Out.Header
-	for _, k := range stripRequest {
-		delete(h, k)
-	}
-	if p.kind != Anthropic || translated {
-		for _, k := range anthropicRequest {
-			delete(h, k)
-		}
-	}
-	switch p.kind {
-	case OpenAI:
-		if p.authValue != "" {
-			h["Authorization"] = []string{p.authValue}
-		}
-	case Anthropic:
-		if p.authValue != "" {
-			h["X-Api-Key"] = []string{p.authValue}
-		}
-		if len(h["Anthropic-Version"]) == 0 {
-			h["Anthropic-Version"] = []string{p.version}
-		}
-	}
-	for k, v := range p.headers {
-		h[k] = []string{v}
-	}
-	h["Content-Type"] = []string{"application/json"}
-	delete(h, "Content-Length") // the body may have changed; x.Out.ContentLength is right
-	x.Out.Host = p.ep.host
-	u := x.Out.URL
-	u.Path, u.RawPath = path, ""
-	if !keepQuery {
-		u.RawQuery = ""
-	}
-}
-
 // OnResponse implements filter.ResponseFilter.
 func (f *frontDoor) OnResponse(ctx context.Context, x *filter.Exchange) error {
 	call := CallOf(x)
+	if call != nil {
+		f.g.upstreamResponse(ctx, x, f, call) // retries, fallbacks, cooldown
+		defer f.g.responseHeaders(x, call)    // x-ratelimit-*, overhead
+	}
 	resp := x.Resp
 	if call != nil {
 		h := resp.Header
@@ -525,23 +448,12 @@ func (f *frontDoor) OnResponse(ctx context.Context, x *filter.Exchange) error {
 		}
 		return reply(f.api, &apiError{status: http.StatusBadGateway, typ: "api_error", message: "reading the provider's response failed: " + err.Error()})
 	}
-	var out []byte
-	switch {
-	case !call.Translated && f.api == ChatCompletions:
-		call.ResponseModel, call.StopReason = meterOpenAIResponse(body, &st.m)
-		out = body
-	case !call.Translated:
-		call.ResponseModel, call.StopReason = meterAnthropicResponse(body, &st.m)
-		out = body
-	case f.api == ChatCompletions:
-		out, call.ResponseModel, call.StopReason, err = messagesRespToChat(body, f.g.now().Unix(), &st.m)
-	default:
-		out, call.ResponseModel, call.StopReason, err = chatRespToMessages(body, &st.m)
-	}
+	out, err := f.translateResponse(call, resp, body)
 	if err != nil {
 		return reply(f.api, &apiError{status: http.StatusBadGateway, typ: "api_error", message: "the provider's response is not valid JSON"})
 	}
 	call.Usage = st.m.u
+	out = f.g.redactResponse(f.api, out)
 	setBody(resp, resp.StatusCode, out)
 	if call.Translated {
 		resp.Header.Set("Content-Type", "application/json")
@@ -567,16 +479,7 @@ func (f *frontDoor) localError(resp *http.Response) {
 
 func (f *frontDoor) startStream(call *Call, resp *http.Response, limit int64) {
 	st := call.st
-	switch {
-	case f.api == ChatCompletions && !call.Translated:
-		st.stream = &oaPass{call: call, m: &st.m, strip: !st.includeUsage}
-	case f.api == ChatCompletions:
-		st.stream = &anToOA{call: call, m: &st.m, created: f.g.now().Unix(), includeUsage: st.includeUsage}
-	case !call.Translated:
-		st.stream = &anPass{call: call, m: &st.m}
-	default:
-		st.stream = newOAToAn(call, &st.m)
-	}
+	st.stream = f.g.newStreamer(f.api, call, st, resp.Header, limit)
 	st.dec.KeepComments = true
 	st.dec.EmitUnterminated = true
 	st.dec.MaxEventBytes = int(max(limit, sse.DefaultMaxEventBytes))
@@ -586,6 +489,9 @@ func (f *frontDoor) startStream(call *Call, resp *http.Response, limit int64) {
 	}
 	delete(resp.Header, "Content-Length")
 	resp.ContentLength = -1
+	if call.Translated {
+		resp.Header.Set("Content-Type", "text/event-stream; charset=utf-8")
+	}
 }
 
 // OnResponseBody implements filter.ResponseBodyFilter: streams are
@@ -601,16 +507,16 @@ func (f *frontDoor) OnResponseBody(ctx context.Context, x *filter.Exchange, c *f
 		return nil
 	}
 	st.out = st.out[:0]
-	if err := st.dec.Feed(c.Data, st.emit); err != nil {
+	if err := st.feed(c.Data); err != nil {
 		st.fail(f.api, err)
 	} else if c.EOS {
-		if err := st.dec.Flush(st.emit); err != nil {
+		if err := st.flush(); err != nil {
 			st.fail(f.api, err)
 		} else {
 			st.out = st.stream.end(st.out)
 		}
 	}
-	c.Data = st.out
+	c.Data = f.g.streamOut(f.api, call, st.out, c.EOS)
 	call.Usage = st.m.u
 	return nil
 }
@@ -618,23 +524,25 @@ func (f *frontDoor) OnResponseBody(ctx context.Context, x *filter.Exchange, c *f
 // fail ends a stream the gateway cannot decode with an error event.
 func (st *state) fail(api API, err error) {
 	st.failed = true
-	msg := "the provider's stream could not be decoded: " + err.Error()
-	st.out = streamError(st.out, api.anthropic(), "api_error", msg)
+	st.out = st.stream.abort(st.out, "the provider's stream could not be decoded: "+err.Error())
 }
 
 // OnDone implements filter.DoneFilter: it completes the call's usage,
 // estimating what a stream cut short never reported.
 func (f *frontDoor) OnDone(ctx context.Context, x *filter.Exchange) {
 	call := CallOf(x)
-	if call == nil || !call.st.metered {
+	if call == nil {
 		return
 	}
-	call.Usage = call.st.m.finish(call.st.body)
+	if call.st.metered {
+		call.Usage = call.st.m.finish(call.st.body)
+	}
+	f.g.done(ctx, x, f.api, call) // cost, limits, telemetry
 }
 
 func isEventStream(h http.Header) bool {
 	ct := h.Get("Content-Type")
-	return strings.HasPrefix(ct, "text/event-stream")
+	return strings.HasPrefix(ct, "text/event-stream") || strings.HasPrefix(ct, eventStreamType)
 }
 
 // readLimited reads body up to limit bytes and closes it.

@@ -24,7 +24,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"no providers", Config{}, "at least one"},
 		{"no kind", Config{Providers: []Provider{{Name: "p"}}}, "kind: must be set"},
-		{"bad kind", Config{Providers: []Provider{{Name: "p", Kind: "gemini"}}}, "unknown kind"},
+		{"bad kind", Config{Providers: []Provider{{Name: "p", Kind: "palm"}}}, "unknown kind"},
 		{"duplicate provider", Config{Providers: []Provider{ok, ok}}, "already used"},
 		{"bad scheme", Config{Providers: []Provider{{Name: "p", Kind: OpenAI, BaseURL: "ftp://x"}}}, "scheme"},
 		{"userinfo", Config{Providers: []Provider{{Name: "p", Kind: OpenAI, BaseURL: "https://user:sk-SECRET@x/v1"}}}, "credentials"},
@@ -124,7 +124,7 @@ func TestRulesAndClusters(t *testing.T) {
 		t.Fatal(err)
 	}
 	rules := g.Rules()
-	if len(rules) != 4 {
+	if len(rules) != 7 {
 		t.Fatalf("%d rules", len(rules))
 	}
 	for _, r := range rules {

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/porticoproxy/portico/filter"
+	"github.com/porticoproxy/portico/llm/internal/eventstream"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -27,24 +28,38 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 const testKey = "sk-upstream-SECRET-0123456789"
 
 // goldenCase is one directory of testdata/golden. Its name says the front
-// door and the provider kind: "oa-an-…" is an OpenAI client served by an
+// door and the provider: "oa-an-…" is an OpenAI Chat client served by an
 // Anthropic provider, "an-oa-…" the reverse, "oa-oa-…" and "an-an-…"
-// same-schema pass-through, "ct-…" count_tokens. Inputs: request.json
-// (the client's body), upstream.json or upstream.sse (the scripted
-// provider response) and upstream.status (optional). Goldens:
-// want_upstream.json (the request the provider got), want_response.json
-// or want_response.sse (what the client got) and want_call.json (the
-// Call, usage included).
+// same-schema pass-through. Front doors: oa (Chat Completions), an
+// (Messages), ct (count_tokens), rs (Responses), em (Embeddings).
+// Providers: oa (OpenAI-compatible), on (OpenAI with native Responses),
+// an (Anthropic), gm (Gemini), br (Bedrock), az (Azure OpenAI).
+//
+// Inputs: request.json (the client's body), upstream.json, upstream.sse
+// or upstream.bedrock (the scripted provider response; the last is a
+// Bedrock event stream written one message a line, "<event-type> <json>"
+// or "!<exception-type> <json>", and encoded to binary by the test) and
+// upstream.status (optional). Goldens: want_upstream.json (the request
+// the provider got), want_upstream_path.txt (its path and query),
+// want_response.json or
+// want_response.sse (what the client got) and want_call.json (the Call,
+// usage included).
 type goldenCase struct {
 	name     string
 	dir      string
 	api      API
+	prov     string
 	kind     Kind
 	request  []byte
 	upstream []byte
 	status   int
 	stream   bool
+	binary   bool // a Bedrock event stream
 }
+
+var goldenFronts = map[string]API{"oa": ChatCompletions, "an": Messages, "ct": CountTokens, "rs": Responses, "em": Embeddings}
+
+var goldenKinds = map[string]Kind{"oa": OpenAI, "on": OpenAI, "an": Anthropic, "gm": Gemini, "br": Bedrock, "az": AzureOpenAI}
 
 func loadGolden(t *testing.T) []goldenCase {
 	t.Helper()
@@ -57,27 +72,19 @@ func loadGolden(t *testing.T) []goldenCase {
 		c := goldenCase{name: filepath.Base(dir), dir: dir, status: http.StatusOK}
 		front, prov, _ := strings.Cut(c.name, "-")
 		prov, _, _ = strings.Cut(prov, "-")
-		switch front {
-		case "oa":
-			c.api = ChatCompletions
-		case "an":
-			c.api = Messages
-		case "ct":
-			c.api = CountTokens
-		default:
+		var ok bool
+		if c.api, ok = goldenFronts[front]; !ok {
 			t.Fatalf("%s: unknown front door %q", dir, front)
 		}
-		switch prov {
-		case "oa":
-			c.kind = OpenAI
-		case "an":
-			c.kind = Anthropic
-		default:
-			t.Fatalf("%s: unknown provider kind %q", dir, prov)
+		if c.kind, ok = goldenKinds[prov]; !ok {
+			t.Fatalf("%s: unknown provider %q", dir, prov)
 		}
+		c.prov = prov
 		c.request = mustRead(t, filepath.Join(dir, "request.json"))
 		if b, err := os.ReadFile(filepath.Join(dir, "upstream.sse")); err == nil {
 			c.upstream, c.stream = b, true
+		} else if b, err := os.ReadFile(filepath.Join(dir, "upstream.bedrock")); err == nil {
+			c.upstream, c.stream, c.binary = encodeBedrockStream(t, b), true, true
 		} else {
 			c.upstream, _ = os.ReadFile(filepath.Join(dir, "upstream.json"))
 		}
@@ -126,10 +133,38 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 
 func (r *chunkReader) Close() error { return nil }
 
+// encodeBedrockStream encodes the text form of a Bedrock event stream.
+func encodeBedrockStream(t testing.TB, text []byte) []byte {
+	t.Helper()
+	var out []byte
+	for _, line := range strings.Split(string(text), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		name, payload, ok := strings.Cut(line, " ")
+		if !ok || !json.Valid([]byte(payload)) {
+			t.Fatalf("bad event stream line %q", line)
+		}
+		hdrs := [][2]string{{":event-type", name}, {":content-type", "application/json"}, {":message-type", "event"}}
+		if exc, ok := strings.CutPrefix(name, "!"); ok {
+			hdrs = [][2]string{{":exception-type", exc}, {":content-type", "application/json"}, {":message-type", "exception"}}
+		}
+		out = eventstream.AppendMessage(out, hdrs, []byte(payload))
+	}
+	return out
+}
+
 func testGateway(t testing.TB, kind Kind) *Gateway {
 	t.Helper()
+	return testGatewayFor(t, kind, Provider{})
+}
+
+// testGatewayFor is testGateway with the provider's other fields from p.
+func testGatewayFor(t testing.TB, kind Kind, p Provider) *Gateway {
+	t.Helper()
+	p.Name, p.Kind, p.BaseURL, p.APIKey = "up", kind, baseFor(kind), testKey
 	g, err := New(Config{
-		Providers: []Provider{{Name: "up", Kind: kind, BaseURL: baseFor(kind), APIKey: testKey}},
+		Providers: []Provider{p},
 		Models: []Model{
 			{Name: "alias-model", Provider: "up", UpstreamModel: "real-model"},
 			{Name: "*", Provider: "up"},
@@ -149,12 +184,25 @@ func baseFor(kind Kind) string {
 	return "http://upstream.test"
 }
 
+// wantPaths are the upstream paths of each provider kind.
+var wantPaths = map[Kind][]string{
+	OpenAI:      {"/v1/chat/completions", "/v1/responses", "/v1/embeddings"},
+	Anthropic:   {"/v1/messages"},
+	Gemini:      {"/v1beta/models/"},
+	Bedrock:     {"/model/"},
+	AzureOpenAI: {"/openai/deployments/"},
+}
+
 func pathFor(api API) string {
 	switch api {
 	case ChatCompletions:
 		return "/v1/chat/completions"
 	case CountTokens:
 		return "/v1/messages/count_tokens"
+	case Responses:
+		return "/v1/responses"
+	case Embeddings:
+		return "/v1/embeddings"
 	}
 	return "/v1/messages"
 }
@@ -163,7 +211,11 @@ func pathFor(api API) string {
 // upstream body delivered in the given chunks.
 func (c *goldenCase) run(t testing.TB, chunks [][]byte) goldenResult {
 	t.Helper()
-	g := testGateway(t, c.kind)
+	var p Provider
+	if c.prov == "on" {
+		p.Responses = ResponsesNative
+	}
+	g := testGatewayFor(t, c.kind, p)
 	chain, err := filter.NewChain(g.FrontDoor(c.api))
 	if err != nil {
 		t.Fatal(err)
@@ -171,12 +223,18 @@ func (c *goldenCase) run(t testing.TB, chunks [][]byte) goldenResult {
 	var res goldenResult
 	up := filter.UpstreamFunc(func(ctx context.Context, x *filter.Exchange) (*http.Response, error) {
 		res.upstream, _ = io.ReadAll(x.Out.Body)
-		res.upstreamPath = x.Out.URL.Path
+		res.upstreamPath = x.Out.URL.EscapedPath()
+		if q := x.Out.URL.RawQuery; q != "" {
+			res.upstreamPath += "?" + q
+		}
 		res.upstreamHdr = x.Out.Header.Clone()
 		ct := "application/json"
 		cl := int64(len(c.upstream))
 		if c.stream {
 			ct, cl = "text/event-stream; charset=utf-8", -1
+			if c.binary {
+				ct = "application/vnd.amazon.eventstream"
+			}
 		}
 		return &http.Response{StatusCode: c.status, Header: http.Header{"Content-Type": {ct}, "Request-Id": {"req_1"}},
 			Body: &chunkReader{chunks: chunks}, ContentLength: cl}, nil
@@ -235,6 +293,7 @@ func TestGolden(t *testing.T) {
 			res := c.run(t, [][]byte{c.upstream})
 			if res.upstream != nil {
 				checkGolden(t, filepath.Join(c.dir, "want_upstream.json"), append(res.upstream, '\n'))
+				checkGolden(t, filepath.Join(c.dir, "want_upstream_path.txt"), []byte("POST "+res.upstreamPath+"\n"))
 			}
 			ext := ".json"
 			if c.stream && res.status < 300 {
@@ -261,32 +320,38 @@ func checkUpstreamHeaders(t *testing.T, c *goldenCase, res goldenResult) {
 		return
 	}
 	h := res.upstreamHdr
+	pathOK := false
+	for _, p := range wantPaths[c.kind] {
+		pathOK = pathOK || strings.HasPrefix(res.upstreamPath, p)
+	}
+	if !pathOK {
+		t.Errorf("upstream path = %q", res.upstreamPath)
+	}
+	// Exactly the provider's credential, in its header.
+	creds := map[string]string{"Authorization": "", "X-Api-Key": "", "Api-Key": "", "X-Goog-Api-Key": ""}
 	switch c.kind {
-	case OpenAI:
-		if got := h.Get("Authorization"); got != "Bearer "+testKey {
-			t.Errorf("upstream Authorization = %q, want the provider's key", got)
+	case OpenAI, Bedrock:
+		creds["Authorization"] = "Bearer " + testKey
+	case Anthropic:
+		creds["X-Api-Key"] = testKey
+	case Gemini:
+		creds["X-Goog-Api-Key"] = testKey
+	case AzureOpenAI:
+		creds["Api-Key"] = testKey
+	}
+	for k, want := range creds {
+		if got := h.Get(k); got != want {
+			t.Errorf("upstream %s = %q, want %q", k, got, want)
 		}
-		if got := h.Get("X-Api-Key"); got != "" {
-			t.Errorf("upstream x-api-key = %q, want none", got)
-		}
+	}
+	switch c.kind {
+	case OpenAI, Gemini, Bedrock, AzureOpenAI:
 		if got := h.Get("Anthropic-Version"); got != "" {
 			t.Errorf("upstream anthropic-version = %q, want none", got)
 		}
-		if !strings.HasPrefix(res.upstreamPath, "/v1/chat/completions") {
-			t.Errorf("upstream path = %q", res.upstreamPath)
-		}
 	case Anthropic:
-		if got := h.Get("X-Api-Key"); got != testKey {
-			t.Errorf("upstream x-api-key = %q, want the provider's key", got)
-		}
-		if got := h.Get("Authorization"); got != "" {
-			t.Errorf("upstream Authorization = %q, want none", got)
-		}
 		if got := h.Get("Anthropic-Version"); got != DefaultAnthropicVersion {
 			t.Errorf("upstream anthropic-version = %q", got)
-		}
-		if !strings.HasPrefix(res.upstreamPath, "/v1/messages") {
-			t.Errorf("upstream path = %q", res.upstreamPath)
 		}
 	}
 }
@@ -305,10 +370,12 @@ func checkNoSecret(t *testing.T, res goldenResult) {
 	}
 }
 
-// checkEvents checks the stream's framing: Anthropic events are named
-// after their data's type; OpenAI chunks are unnamed JSON or [DONE].
+// checkEvents checks the stream's framing: Anthropic and Responses events
+// are named after their data's type (Responses events also carry
+// increasing sequence numbers); OpenAI chunks are unnamed JSON or [DONE].
 func checkEvents(t *testing.T, api API, body []byte) {
 	t.Helper()
+	var seq int64
 	for _, ev := range strings.Split(strings.TrimSuffix(string(body), "\n\n"), "\n\n") {
 		var lines []string
 		for _, l := range strings.Split(ev, "\n") {
@@ -316,14 +383,23 @@ func checkEvents(t *testing.T, api API, body []byte) {
 				lines = append(lines, l)
 			}
 		}
-		if api.anthropic() {
+		if api.anthropic() || api == Responses {
 			if len(lines) != 2 || !strings.HasPrefix(lines[0], "event: ") || !strings.HasPrefix(lines[1], "data: ") {
 				t.Errorf("malformed Anthropic event %q", ev)
 				continue
 			}
-			var v struct{ Type string }
+			var v struct {
+				Type string
+				Seq  *int64 `json:"sequence_number"`
+			}
 			if err := json.Unmarshal([]byte(strings.TrimPrefix(lines[1], "data: ")), &v); err != nil || v.Type != strings.TrimPrefix(lines[0], "event: ") {
 				t.Errorf("event %q: data type %q, err %v", lines[0], v.Type, err)
+			}
+			if api == Responses {
+				if v.Seq == nil || *v.Seq != seq {
+					t.Errorf("event %q: sequence_number %v, want %d", lines[0], v.Seq, seq)
+				}
+				seq++
 			}
 			continue
 		}

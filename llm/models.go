@@ -1,10 +1,14 @@
 package llm
 
 import (
+	"fmt"
+	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/porticoproxy/portico/filter"
 	"github.com/porticoproxy/portico/llm/internal/jsonobj"
 )
 
@@ -18,7 +22,11 @@ func modelLists(models []Model, created time.Time) (openAI, anthropic []byte) {
 			continue
 		}
 		names = append(names, m.Name)
-		owners = append(owners, m.Provider)
+		owner := m.Provider
+		if owner == "" && len(m.Deployments) > 0 {
+			owner = m.Deployments[0].Provider // a weighted split: its first deployment
+		}
+		owners = append(owners, owner)
 	}
 	openAI = append(openAI, `{"object":"list","data":[`...)
 	for i, n := range names {
@@ -59,4 +67,50 @@ func modelLists(models []Model, created time.Time) (openAI, anthropic []byte) {
 	}
 	anthropic = append(anthropic, '}')
 	return openAI, anthropic
+}
+
+// models answers GET /v1/models and GET /v1/models/{model}, in
+// Anthropic's shape when the request has an anthropic-version header and
+// in OpenAI's otherwise. A single model is found when the table routes
+// its name (patterns included); it is 404 otherwise.
+func (g *Gateway) models(x *filter.Exchange) error {
+	anthropic := x.In.Header.Get("Anthropic-Version") != ""
+	api := Models
+	if anthropic {
+		api = Messages // for the error schema
+	}
+	id, one := strings.CutPrefix(x.In.URL.Path, "/v1/models/")
+	if !one {
+		body := g.modelsOpenAI
+		if anthropic {
+			body = g.modelsAnth
+		}
+		return &filter.ReplyError{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: body, Details: "llm_models"}
+	}
+	if u, err := url.PathUnescape(id); err == nil {
+		id = u
+	}
+	t, ok := g.route(id)
+	if !ok || id == "" {
+		return reply(api, &apiError{status: http.StatusNotFound, typ: "not_found_error", message: fmt.Sprintf("model %q is not served by this gateway", id)})
+	}
+	var b []byte
+	if anthropic {
+		b = append(b, `{"type":"model","id":`...)
+		b = jsonobj.AppendString(b, id)
+		b = append(b, `,"display_name":`...)
+		b = jsonobj.AppendString(b, id)
+		b = append(b, `,"created_at":`...)
+		b = jsonobj.AppendString(b, g.now().UTC().Format(time.RFC3339))
+		b = append(b, '}')
+	} else {
+		b = append(b, `{"id":`...)
+		b = jsonobj.AppendString(b, id)
+		b = append(b, `,"object":"model","created":`...)
+		b = strconv.AppendInt(b, g.now().Unix(), 10)
+		b = append(b, `,"owned_by":`...)
+		b = jsonobj.AppendString(b, t.p.name)
+		b = append(b, '}')
+	}
+	return &filter.ReplyError{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: b, Details: "llm_model"}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+
+	"github.com/porticoproxy/portico/llm/internal/jsonobj"
 )
 
 // Request translation. Fields one schema has and the other cannot carry
@@ -11,15 +13,217 @@ import (
 // seed … for Anthropic) and rejected with 400 when dropping them would
 // change what the client gets (n > 1, json_schema response formats,
 // audio, provider-side tools).
+//
+// Requests for Gemini and Bedrock are translated through one normalised
+// form, an Anthropic Messages request (anRequest): Chat Completions
+// clients' through chatToAnthropic, Responses clients' through Chat
+// Completions first.
 
-// chatToMessages translates an OpenAI Chat Completions request into an
-// Anthropic Messages request.
-func chatToMessages(body []byte, model string, defMax int64) ([]byte, *apiError) {
+// upstreamRequest is the request the gateway sends a provider.
+type upstreamRequest struct {
+	body []byte
+	// path is the API path after the provider's base path; rawPath its
+	// escaped form when it holds characters that must be escaped
+	// (Bedrock model IDs).
+	path, rawPath string
+	// keepQuery keeps the client's query string; otherwise query
+	// replaces it.
+	keepQuery bool
+	query     string
+}
+
+// buildUpstream returns the request for the call's provider: the client's
+// body patched in place when the provider speaks the client's schema, its
+// translation otherwise. It sets call.Translated.
+//
+// It may be called again for another target (a retry or fallback): it
+// resets what an earlier call set.
+func (f *frontDoor) buildUpstream(call *Call, st *state, obj jsonobj.Object, body []byte, t target) (upstreamRequest, *apiError) {
+	p := t.p
+	model, stream := call.RequestModel, call.Stream
+	st.p, call.Translated, st.includeUsage, st.rs, st.frames, st.embed = p, false, false, nil, nil, embeddingsEcho{}
+	var up upstreamRequest
+	var aerr *apiError
+	switch f.api {
+	case ChatCompletions:
+		switch p.kind {
+		case OpenAI, AzureOpenAI:
+			up.body, aerr = passThrough(obj, body, model, t.upstream, stream)
+			if stream {
+				st.includeUsage = clientIncludesUsage(obj)
+			}
+			up.path, up.keepQuery = "/chat/completions", true
+		default:
+			call.Translated = true
+			st.includeUsage = clientIncludesUsage(obj)
+			var req *oaRequest
+			if req, aerr = parseChatRequest(body); aerr == nil {
+				up, aerr = f.fromChat(req, p, t.upstream, stream)
+			}
+		}
+	case Messages, CountTokens:
+		switch p.kind {
+		case Anthropic:
+			up.body, aerr = passThrough(obj, body, model, t.upstream, false)
+			up.path, up.keepQuery = "/v1/messages", true
+			if f.api == CountTokens {
+				up.path = "/v1/messages/count_tokens"
+			}
+		case OpenAI, AzureOpenAI:
+			call.Translated = true
+			up.body, aerr = messagesToChat(body, t.upstream, p.legacyMaxTokens)
+			up.path = "/chat/completions"
+		default:
+			call.Translated = true
+			var req *anRequest
+			if req, aerr = parseMessagesRequest(body); aerr == nil {
+				up, aerr = f.fromAnthropic(req, p, t.upstream, stream)
+			}
+		}
+	case Responses:
+		if p.kind == OpenAI && p.nativeResponses {
+			up.body, aerr = passThrough(obj, body, model, t.upstream, false)
+			up.path, up.keepQuery = "/responses", true
+			break
+		}
+		call.Translated = true
+		var req *oaRequest
+		req, st.rs, aerr = responsesToChat(body)
+		if aerr == nil {
+			up, aerr = f.fromChat(req, p, t.upstream, stream)
+		}
+	case Embeddings:
+		switch p.kind {
+		case OpenAI, AzureOpenAI:
+			up.body, aerr = passThrough(obj, body, model, t.upstream, false)
+			up.path, up.keepQuery = "/embeddings", true
+		case Gemini:
+			call.Translated = true
+			up, aerr = embeddingsToGemini(body, t.upstream, &st.embed)
+		default:
+			aerr = badRequest("embeddings are not supported by this model's provider (%s)", p.kind)
+		}
+	}
+	if aerr != nil {
+		return up, aerr
+	}
+	return p.shape(up, f.api, t.upstream, stream), nil
+}
+
+// fromChat translates a Chat Completions request for a provider of another
+// schema (or, from a Responses client, for any provider).
+func (f *frontDoor) fromChat(req *oaRequest, p *provider, model string, stream bool) (upstreamRequest, *apiError) {
+	var up upstreamRequest
+	switch p.kind {
+	case OpenAI, AzureOpenAI:
+		req.Model = model
+		if stream {
+			req.StreamOptions = &oaStreamOptions{IncludeUsage: true}
+		}
+		// Chat Completions servers cannot take thinking back.
+		for i := range req.Messages {
+			req.Messages[i].ThinkingBlocks, req.Messages[i].ReasoningContent = nil, ""
+		}
+		if p.legacyMaxTokens && req.MaxCompletionTokens != nil {
+			req.MaxTokens, req.MaxCompletionTokens = req.MaxCompletionTokens, nil
+		}
+		b, err := marshal(req)
+		if err != nil {
+			return up, badRequest("encode request: %v", err)
+		}
+		up.body, up.path = b, "/chat/completions"
+		return up, nil
+	case Anthropic:
+		an, aerr := chatToAnthropic(req, model, f.g.defMax)
+		if aerr != nil {
+			return up, aerr
+		}
+		if aerr := rejectResponseFormat(an); aerr != nil {
+			return up, aerr
+		}
+		b, err := marshal(an)
+		if err != nil {
+			return up, badRequest("encode request: %v", err)
+		}
+		up.body, up.path = b, "/v1/messages"
+		return up, nil
+	}
+	an, aerr := chatToAnthropic(req, model, 0)
+	if aerr != nil {
+		return up, aerr
+	}
+	return f.fromAnthropic(an, p, model, stream)
+}
+
+// fromAnthropic translates a normalised request for Gemini or Bedrock.
+func (f *frontDoor) fromAnthropic(req *anRequest, p *provider, model string, stream bool) (upstreamRequest, *apiError) {
+	var up upstreamRequest
+	var aerr *apiError
+	switch p.kind {
+	case Gemini:
+		up.body, aerr = anthropicToGemini(req, model)
+	case Bedrock:
+		up.body, aerr = anthropicToBedrock(req, model)
+	default:
+		aerr = badRequest("this model's provider cannot serve the request")
+	}
+	return up, aerr
+}
+
+// parseChatRequest decodes an OpenAI Chat Completions request.
+func parseChatRequest(body []byte) (*oaRequest, *apiError) {
 	var req oaRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, badRequest("invalid request body: %v", err)
 	}
-	out := anRequest{
+	return &req, nil
+}
+
+// parseMessagesRequest decodes an Anthropic Messages request.
+func parseMessagesRequest(body []byte) (*anRequest, *apiError) {
+	var req anRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, badRequest("invalid request body: %v", err)
+	}
+	return &req, nil
+}
+
+// chatToMessages translates an OpenAI Chat Completions request into an
+// Anthropic Messages request.
+func chatToMessages(body []byte, model string, defMax int64) ([]byte, *apiError) {
+	req, aerr := parseChatRequest(body)
+	if aerr != nil {
+		return nil, aerr
+	}
+	out, aerr := chatToAnthropic(req, model, defMax)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := rejectResponseFormat(out); aerr != nil {
+		return nil, aerr
+	}
+	b, err := marshal(out)
+	if err != nil {
+		return nil, badRequest("encode request: %v", err)
+	}
+	return b, nil
+}
+
+// rejectResponseFormat refuses structured output, which Anthropic's API
+// (and Bedrock's) cannot be asked for.
+func rejectResponseFormat(req *anRequest) *apiError {
+	if rf := req.responseFormat; rf != nil && rf.Type != "text" {
+		return badRequest("response_format: type %q is not supported by this model's provider", rf.Type)
+	}
+	return nil
+}
+
+// chatToAnthropic translates an OpenAI Chat Completions request into the
+// normalised (Anthropic Messages) request. defMax is the max_tokens to set
+// when the client set none; zero leaves it unset (for providers other
+// than Anthropic, which default it themselves).
+func chatToAnthropic(req *oaRequest, model string, defMax int64) (*anRequest, *apiError) {
+	out := &anRequest{
 		Model:       model,
 		Stream:      req.Stream,
 		Temperature: req.Temperature,
@@ -52,19 +256,18 @@ func chatToMessages(body []byte, model string, defMax int64) ([]byte, *apiError)
 	if len(out.Thinking) == 0 {
 		if budget := thinkingBudget(req.ReasoningEffort); budget > 0 {
 			out.Thinking = json.RawMessage(`{"type":"enabled","budget_tokens":` + itoa(budget) + `}`)
-			if out.MaxTokens <= budget {
-				out.MaxTokens = budget + defMax
+			if out.MaxTokens <= budget && (out.MaxTokens > 0 || defMax > 0) {
+				extra := defMax
+				if extra == 0 {
+					extra = DefaultMaxTokens
+				}
+				out.MaxTokens = budget + extra
 			}
 		}
 	}
 	if len(req.ResponseFormat) > 0 && string(req.ResponseFormat) != "null" {
-		var rf struct {
-			Type string `json:"type"`
-		}
-		json.Unmarshal(req.ResponseFormat, &rf)
-		if rf.Type != "text" {
-			return nil, badRequest("response_format: type %q is not supported by this model's provider", rf.Type)
-		}
+		out.responseFormat = &oaResponseFormat{}
+		json.Unmarshal(req.ResponseFormat, out.responseFormat)
 	}
 	for i, t := range req.Tools {
 		if t.Type != "function" || t.Function == nil {
@@ -147,11 +350,7 @@ func chatToMessages(body []byte, model string, defMax int64) ([]byte, *apiError)
 		}
 		out.Messages = append(out.Messages, anMessage{Role: m.role, Content: content})
 	}
-	b, err := marshal(out)
-	if err != nil {
-		return nil, badRequest("encode request: %v", err)
-	}
-	return b, nil
+	return out, nil
 }
 
 // thinkingBudget maps OpenAI's reasoning_effort to an Anthropic thinking

@@ -3,10 +3,15 @@ package llm
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"strings"
 
 	"github.com/porticoproxy/portico/llm/internal/jsonobj"
 )
+
+// Non-streamed responses are translated through one normalised form, an
+// Anthropic message (anResponse) plus the meter's usage: the provider's
+// body is decoded into it and the client's encoded from it.
 
 // finishToStop maps an OpenAI finish_reason to an Anthropic stop_reason.
 func finishToStop(finish string) string {
@@ -55,6 +60,55 @@ func anthropicUsage(u Usage) anUsageOut {
 		a.OutputTokensDetails = &anOutputDetails{ThinkingTokens: u.ReasoningTokens}
 	}
 	return a
+}
+
+// translateResponse meters a non-streamed response body and returns what
+// the client gets: the body itself when it speaks the provider's schema,
+// else its translation.
+func (f *frontDoor) translateResponse(call *Call, resp *http.Response, body []byte) ([]byte, error) {
+	st := call.st
+	m := &st.m
+	if !call.Translated {
+		switch f.api {
+		case ChatCompletions:
+			call.ResponseModel, call.StopReason = meterOpenAIResponse(body, m)
+		case Responses:
+			call.ResponseModel, call.StopReason = meterResponses(body, m)
+		case Embeddings:
+			call.ResponseModel = meterEmbeddings(body, m)
+		default:
+			call.ResponseModel, call.StopReason = meterAnthropicResponse(body, m)
+		}
+		return body, nil
+	}
+	if f.api == Embeddings {
+		return f.g.translateEmbeddingsResponse(call, body)
+	}
+	var msg *anResponse
+	var err error
+	switch st.p.kind {
+	case Anthropic:
+		msg, call.StopReason, err = decodeAnthropicResponse(body, m)
+	case Gemini:
+		msg, call.StopReason, err = decodeGeminiResponse(body, call.Model, m)
+	case Bedrock:
+		msg, call.StopReason, err = decodeBedrockResponse(body, call.Model, resp.Header.Get("X-Amzn-Requestid"), m)
+	default:
+		msg, call.StopReason, err = decodeChatResponse(body, m)
+	}
+	if err != nil {
+		return nil, err
+	}
+	call.ResponseModel = msg.Model
+	u := m.finish(nil)
+	switch f.api {
+	case ChatCompletions:
+		return encodeChatResponse(msg, f.g.now().Unix(), u)
+	case Responses:
+		return encodeResponsesResponse(msg, f.g.now().Unix(), u, st.rs)
+	default:
+		return encodeMessagesResponse(msg, u)
+	}
 }
 
 // meterOpenAIResponse records the usage of an OpenAI chat.completion body
@@ -118,20 +172,72 @@ func meterBlock(m *meter, b *anBlock) {
 	m.content(len(b.Input))
 }
 
-// messagesRespToChat translates an Anthropic message into an OpenAI
-// chat.completion, and records its usage.
-func messagesRespToChat(body []byte, created int64, m *meter) (out []byte, model, stop string, err error) {
+// decodeAnthropicResponse decodes an Anthropic message, and records its
+// usage.
+func decodeAnthropicResponse(body []byte, m *meter) (*anResponse, string, error) {
 	var resp anResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	var raw anRaw
 	m.setAnthropic(resp.Usage, &raw, resp.Usage != nil)
+	for i := range resp.Content {
+		meterBlock(m, &resp.Content[i])
+	}
+	stop := ""
+	if resp.StopReason != nil {
+		stop = *resp.StopReason
+	}
+	return &resp, stop, nil
+}
+
+// decodeChatResponse decodes an OpenAI chat.completion into the normalised
+// message, and records its usage; it returns the finish reason.
+func decodeChatResponse(body []byte, m *meter) (*anResponse, string, error) {
+	var resp oaResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, "", err
+	}
+	m.setOpenAI(resp.Usage)
+	res := &anResponse{ID: resp.ID, Type: "message", Role: "assistant", Model: resp.Model, Content: []anBlock{}}
+	stop, finish := "end_turn", ""
+	if len(resp.Choices) > 0 {
+		c := &resp.Choices[0]
+		msg := &c.Message
+		if c.FinishReason != nil {
+			finish = *c.FinishReason
+			stop = finishToStop(finish)
+		}
+		if len(msg.ThinkingBlocks) > 0 {
+			res.Content = append(res.Content, msg.ThinkingBlocks...)
+		} else if r := cmpOr(msg.ReasoningContent, msg.Reasoning); r != "" {
+			res.Content = append(res.Content, anBlock{Type: "thinking", Thinking: &r, Signature: ptr("")})
+			m.content(len(r))
+		}
+		if msg.Content != nil && *msg.Content != "" {
+			res.Content = append(res.Content, anBlock{Type: "text", Text: msg.Content})
+			m.content(len(*msg.Content))
+		}
+		if msg.Refusal != nil && *msg.Refusal != "" {
+			res.Content = append(res.Content, anBlock{Type: "text", Text: msg.Refusal})
+			stop = "refusal"
+		}
+		for _, tc := range msg.ToolCalls {
+			res.Content = append(res.Content, anBlock{Type: "tool_use", ID: tc.ID, Name: tc.Function.Name, Input: toolInput(tc.Function.Arguments)})
+			m.content(len(tc.Function.Arguments))
+		}
+	}
+	res.StopReason = &stop
+	return res, finish, nil
+}
+
+// encodeChatResponse encodes the normalised message as an OpenAI
+// chat.completion.
+func encodeChatResponse(resp *anResponse, created int64, u Usage) ([]byte, error) {
 	msg := oaRespMessage{Role: "assistant"}
 	var text, reasoning strings.Builder
 	for i := range resp.Content {
 		b := &resp.Content[i]
-		meterBlock(m, b)
 		switch b.Type {
 		case "text":
 			if b.Text != nil {
@@ -152,11 +258,11 @@ func messagesRespToChat(body []byte, created int64, m *meter) (out []byte, model
 		msg.Content = ptr(text.String())
 	}
 	msg.ReasoningContent = reasoning.String()
+	stop := ""
 	if resp.StopReason != nil {
 		stop = *resp.StopReason
 	}
 	finish := stopToFinish(stop)
-	u := m.finish(nil)
 	res := oaResponse{
 		ID:      resp.ID,
 		Object:  "chat.completion",
@@ -165,56 +271,19 @@ func messagesRespToChat(body []byte, created int64, m *meter) (out []byte, model
 		Choices: []oaChoice{{Index: 0, Message: msg, FinishReason: &finish, Logprobs: json.RawMessage("null")}},
 		Usage:   openAIUsage(u),
 	}
-	out, err = marshal(res)
-	return out, resp.Model, stop, err
+	return marshal(res)
 }
 
-// chatRespToMessages translates an OpenAI chat.completion into an
-// Anthropic message, and records its usage.
-func chatRespToMessages(body []byte, m *meter) (out []byte, model, finish string, err error) {
-	var resp oaResponse
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, "", "", err
+// encodeMessagesResponse encodes the normalised message as an Anthropic
+// message with the usage in Anthropic's convention.
+func encodeMessagesResponse(resp *anResponse, u Usage) ([]byte, error) {
+	if resp.StopReason == nil {
+		resp.StopReason = ptr("end_turn")
 	}
-	m.setOpenAI(resp.Usage)
-	res := anResponse{ID: resp.ID, Type: "message", Role: "assistant", Model: resp.Model, Content: []anBlock{}}
-	stop := "end_turn"
-	if len(resp.Choices) > 0 {
-		c := &resp.Choices[0]
-		msg := &c.Message
-		if c.FinishReason != nil {
-			finish = *c.FinishReason
-			stop = finishToStop(finish)
-		}
-		if len(msg.ThinkingBlocks) > 0 {
-			for _, tb := range msg.ThinkingBlocks {
-				res.Content = append(res.Content, tb)
-			}
-		} else if r := cmpOr(msg.ReasoningContent, msg.Reasoning); r != "" {
-			res.Content = append(res.Content, anBlock{Type: "thinking", Thinking: &r, Signature: ptr("")})
-			m.content(len(r))
-		}
-		if msg.Content != nil && *msg.Content != "" {
-			res.Content = append(res.Content, anBlock{Type: "text", Text: msg.Content})
-			m.content(len(*msg.Content))
-		}
-		if msg.Refusal != nil && *msg.Refusal != "" {
-			res.Content = append(res.Content, anBlock{Type: "text", Text: msg.Refusal})
-			stop = "refusal"
-		}
-		for _, tc := range msg.ToolCalls {
-			res.Content = append(res.Content, anBlock{Type: "tool_use", ID: tc.ID, Name: tc.Function.Name, Input: toolInput(tc.Function.Arguments)})
-			m.content(len(tc.Function.Arguments))
-		}
-	}
-	res.StopReason = &stop
-	u := m.finish(nil)
-	usage := anthropicUsage(u)
-	out, err = marshal(struct {
-		anResponse
+	return marshal(struct {
+		*anResponse
 		Usage anUsageOut `json:"usage"`
-	}{res, usage})
-	return out, resp.Model, finish, err
+	}{resp, anthropicUsage(u)})
 }
 
 // toolInput turns OpenAI tool-call arguments into an Anthropic tool_use

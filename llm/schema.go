@@ -175,6 +175,21 @@ type anRequest struct {
 	ToolChoice    *anToolChoice   `json:"tool_choice,omitempty"`
 	Thinking      json.RawMessage `json:"thinking,omitempty"`
 	Metadata      *anMetadata     `json:"metadata,omitempty"`
+
+	// responseFormat is a Chat client's response_format (or a Responses
+	// client's text.format), which Gemini can honour and Anthropic and
+	// Bedrock cannot; never sent to Anthropic.
+	responseFormat *oaResponseFormat
+}
+
+// oaResponseFormat is Chat Completions' response_format.
+type oaResponseFormat struct {
+	Type       string `json:"type"`
+	JSONSchema *struct {
+		Name   string          `json:"name,omitempty"`
+		Schema json.RawMessage `json:"schema,omitempty"`
+		Strict *bool           `json:"strict,omitempty"`
+	} `json:"json_schema,omitempty"`
 }
 
 type anMessage struct {

@@ -3,23 +3,95 @@ package llm
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"strconv"
 
 	"github.com/porticoproxy/portico/internal/sse"
+	"github.com/porticoproxy/portico/llm/internal/eventstream"
 	"github.com/porticoproxy/portico/llm/internal/jsonobj"
 )
 
-// A streamer turns the events of an upstream stream into the client's
-// bytes, one event at a time: nothing is held back beyond the event being
-// decoded (the sse.Decoder buffers only an event split across reads), so
-// text and tool-argument deltas reach the client as they arrive.
+// Streams are translated event by event as they arrive: nothing is held
+// back beyond the event being decoded (the decoders buffer only an event
+// split across reads), so text and tool-argument deltas reach the client
+// as they arrive.
+//
+// Same-schema streams pass through a streamer that only meters them
+// (oaPass, anPass, rsPass). Translated streams are a decoder for the
+// provider's schema (anDec, oaDec, gmDec, brDec) feeding a sink for the
+// client's (anSink, oaSink, rsSink) through one normalised event model,
+// Anthropic's: a message start, content blocks that open, receive deltas
+// and stop one at a time with increasing indices, a stop reason, and the
+// end (usage final). Decoders guarantee that shape whatever the provider
+// sends, so every sink can rely on it; usage goes to the exchange's meter,
+// which decoders feed and sinks read.
+
+// A streamer turns the events of an upstream SSE stream into the client's
+// bytes, one event at a time.
 type streamer interface {
 	// event appends the client bytes for one upstream event to dst.
 	event(dst []byte, e sse.Event) []byte
 	// end appends what the client still needs when the upstream stream
 	// ends: an error event when it ended before it was complete.
 	end(dst []byte) []byte
+	// abort appends an error event in the client's schema for a stream
+	// the gateway cannot decode; the stream is over.
+	abort(dst []byte, msg string) []byte
 }
+
+// A sink writes the normalised event stream in the client's schema.
+// Decoders call start first, then blocks (blockStart, deltas, blockStop),
+// finish at most once, and end or fail last.
+type sink interface {
+	start(dst []byte, id, model string) []byte
+	blockStart(dst []byte, index int, b blockInfo) []byte
+	delta(dst []byte, index int, kind deltaKind, text string) []byte
+	blockStop(dst []byte, index int) []byte
+	// finish records the stop reason, in Anthropic's vocabulary.
+	finish(dst []byte, stop string) []byte
+	// end completes the message; the meter's usage is final.
+	end(dst []byte) []byte
+	// fail ends the stream with an error; typ is an Anthropic error type.
+	fail(dst []byte, typ, msg string) []byte
+}
+
+// blockInfo describes a content block being opened.
+type blockInfo struct {
+	kind     blockKind
+	id, name string // tool use
+	data     string // redacted thinking
+}
+
+type blockKind byte
+
+const (
+	blockText blockKind = iota + 1
+	blockThinking
+	blockRedacted
+	blockTool
+)
+
+type deltaKind byte
+
+const (
+	deltaText deltaKind = iota + 1
+	deltaThinking
+	deltaSignature
+	deltaJSON
+)
+
+var (
+	_ streamer = (*oaPass)(nil)
+	_ streamer = (*anPass)(nil)
+	_ streamer = (*rsPass)(nil)
+	_ streamer = (*anDec)(nil)
+	_ streamer = (*oaDec)(nil)
+	_ streamer = (*gmDec)(nil)
+	_ streamer = (*brDec)(nil)
+	_ sink     = (*oaSink)(nil)
+	_ sink     = (*anSink)(nil)
+	_ sink     = (*rsSink)(nil)
+)
 
 var doneData = []byte("[DONE]")
 
@@ -34,6 +106,79 @@ func passOther(dst []byte, e sse.Event) ([]byte, bool) {
 		return sse.AppendEvent(dst, e), true
 	}
 	return dst, false
+}
+
+// newStreamer returns the streamer of a call's response stream, and for
+// Bedrock sets up the binary event stream decoding (st.frames) in its
+// place of the SSE decoder.
+func (g *Gateway) newStreamer(api API, call *Call, st *state, h http.Header, limit int64) streamer {
+	kind := st.p.kind
+	if !call.Translated {
+		switch {
+		case api == ChatCompletions:
+			return &oaPass{call: call, m: &st.m, strip: !st.includeUsage}
+		case api == Responses:
+			return &rsPass{call: call, m: &st.m}
+		default:
+			return &anPass{call: call, m: &st.m}
+		}
+	}
+	var out sink
+	switch api {
+	case ChatCompletions:
+		out = &oaSink{m: &st.m, created: g.now().Unix(), includeUsage: st.includeUsage}
+	case Responses:
+		out = newRSSink(&st.m, g.now().Unix(), st.rs)
+	default:
+		out = &anSink{m: &st.m}
+	}
+	switch {
+	case kind == Anthropic:
+		return &anDec{call: call, m: &st.m, out: out}
+	case kind == Gemini:
+		return newGMDec(call, &st.m, out)
+	case kind == Bedrock:
+		d := &brDec{call: call, m: &st.m, out: out, open: -1, id: bedrockMessageID(h.Get("X-Amzn-Requestid"), st.body)}
+		st.frames = &frameFeed{d: d}
+		st.frames.dec.MaxMessageBytes = int(max(limit, eventstream.DefaultMaxMessageBytes))
+		return d
+	default: // OpenAI schema
+		return newOADec(call, &st.m, out)
+	}
+}
+
+// feed decodes the next bytes of the response stream, appending the
+// client's bytes to st.out.
+func (st *state) feed(data []byte) error {
+	if st.frames != nil {
+		return st.frames.feed(st, data)
+	}
+	return st.dec.Feed(data, st.emit)
+}
+
+// flush ends the response stream's decoding.
+func (st *state) flush() error {
+	if st.frames != nil {
+		return st.frames.dec.Flush()
+	}
+	return st.dec.Flush(st.emit)
+}
+
+// frameFeed feeds a binary AWS event stream to a Bedrock decoder.
+type frameFeed struct {
+	dec  eventstream.Decoder
+	d    *brDec
+	emit func(eventstream.Message) error
+}
+
+func (ff *frameFeed) feed(st *state, data []byte) error {
+	if ff.emit == nil {
+		ff.emit = func(m eventstream.Message) error {
+			st.out = ff.d.frame(st.out, &m)
+			return nil
+		}
+	}
+	return ff.dec.Feed(data, ff.emit)
 }
 
 // oaPass is an OpenAI stream to an OpenAI client: events pass unchanged,
@@ -94,6 +239,11 @@ func (t *oaPass) end(dst []byte) []byte {
 	return streamError(dst, false, "api_error", cutShort)
 }
 
+func (t *oaPass) abort(dst []byte, msg string) []byte {
+	t.call.UpstreamError = msg
+	return streamError(dst, false, "api_error", msg)
+}
+
 // anPass is an Anthropic stream to an Anthropic client: events pass
 // unchanged while the gateway reads their usage.
 type anPass struct {
@@ -147,31 +297,24 @@ func (t *anPass) end(dst []byte) []byte {
 	return streamError(dst, true, "api_error", cutShort)
 }
 
-// anToOA translates an Anthropic stream for an OpenAI client.
-//
-// Every content block maps to deltas of choice 0: text to content,
-// thinking to reasoning_content (signatures as thinking_blocks, LiteLLM's
-// convention), tool_use to tool_calls with indices counted from 0 in
-// block order, so parallel calls never share one. The first chunk carries
-// role "assistant"; the finish_reason chunk follows message_delta; the
-// usage chunk (when the client asked for it) and [DONE] follow
-// message_stop.
-type anToOA struct {
-	call         *Call
-	m            *meter
-	raw          anRaw
-	created      int64
-	includeUsage bool
-
-	id, model string
-	started   bool
-	finished  bool
-	done      bool
-	toolIdx   []int // by Anthropic block index: OpenAI tool index + 1
-	nextTool  int
+func (t *anPass) abort(dst []byte, msg string) []byte {
+	t.call.UpstreamError = msg
+	return streamError(dst, true, "api_error", msg)
 }
 
-func (t *anToOA) event(dst []byte, e sse.Event) []byte {
+// anDec decodes an Anthropic stream into the normalised events, which it
+// is already shaped as.
+type anDec struct {
+	call     *Call
+	m        *meter
+	raw      anRaw
+	out      sink
+	started  bool
+	finished bool
+	done     bool
+}
+
+func (t *anDec) event(dst []byte, e sse.Event) []byte {
 	if t.done {
 		return dst
 	}
@@ -190,12 +333,16 @@ func (t *anToOA) event(dst []byte, e sse.Event) []byte {
 	}
 	switch ev.Type {
 	case "message_start":
+		var id, model string
 		if m := ev.Message; m != nil {
-			t.id, t.model = m.ID, m.Model
+			id, model = m.ID, m.Model
 			t.call.ResponseModel = m.Model
 			t.m.setAnthropic(m.Usage, &t.raw, false)
 		}
-		dst = t.start(dst)
+		if !t.started {
+			t.started = true
+			dst = t.out.start(dst, id, model)
+		}
 	case "content_block_start":
 		dst = t.start(dst)
 		b := ev.ContentBlock
@@ -204,38 +351,29 @@ func (t *anToOA) event(dst []byte, e sse.Event) []byte {
 		}
 		switch b.Type {
 		case "text":
+			dst = t.out.blockStart(dst, ev.Index, blockInfo{kind: blockText})
 			if b.Text != nil && *b.Text != "" {
-				dst = t.textDelta(dst, "content", *b.Text)
+				t.m.content(len(*b.Text))
+				dst = t.out.delta(dst, ev.Index, deltaText, *b.Text)
 			}
 		case "thinking":
+			dst = t.out.blockStart(dst, ev.Index, blockInfo{kind: blockThinking})
 			if b.Thinking != nil && *b.Thinking != "" {
-				dst = t.textDelta(dst, "reasoning_content", *b.Thinking)
+				t.m.content(len(*b.Thinking))
+				dst = t.out.delta(dst, ev.Index, deltaThinking, *b.Thinking)
+			}
+			if b.Signature != nil && *b.Signature != "" {
+				dst = t.out.delta(dst, ev.Index, deltaSignature, *b.Signature)
 			}
 		case "redacted_thinking":
-			dst = t.head(dst)
-			dst = append(dst, `{"thinking_blocks":[{"type":"redacted_thinking","data":`...)
-			dst = jsonobj.AppendString(dst, b.Data)
-			dst = append(dst, `}]}`...)
-			dst = t.tail(dst, "")
+			dst = t.out.blockStart(dst, ev.Index, blockInfo{kind: blockRedacted, data: b.Data})
 		case "tool_use":
-			i := t.nextTool
-			t.nextTool++
-			for len(t.toolIdx) <= ev.Index {
-				t.toolIdx = append(t.toolIdx, 0)
-			}
-			t.toolIdx[ev.Index] = i + 1
 			t.m.content(len(b.Name))
-			dst = t.head(dst)
-			dst = append(dst, `{"tool_calls":[{"index":`...)
-			dst = strconv.AppendInt(dst, int64(i), 10)
-			dst = append(dst, `,"id":`...)
-			dst = jsonobj.AppendString(dst, b.ID)
-			dst = append(dst, `,"type":"function","function":{"name":`...)
-			dst = jsonobj.AppendString(dst, b.Name)
-			dst = append(dst, `,"arguments":""}}]}`...)
-			dst = t.tail(dst, "")
+			dst = t.out.blockStart(dst, ev.Index, blockInfo{kind: blockTool, id: b.ID, name: b.Name})
 			if in := bytes.TrimSpace(b.Input); len(in) > 0 && !bytes.Equal(in, []byte("{}")) {
-				dst = t.argsDelta(dst, i, compactJSON(in))
+				args := compactJSON(in)
+				t.m.content(len(args))
+				dst = t.out.delta(dst, ev.Index, deltaJSON, args)
 			}
 		}
 	case "content_block_delta":
@@ -247,153 +385,93 @@ func (t *anToOA) event(dst []byte, e sse.Event) []byte {
 		switch d.Type {
 		case "text_delta":
 			if d.Text != "" {
-				dst = t.textDelta(dst, "content", d.Text)
+				t.m.content(len(d.Text))
+				dst = t.out.delta(dst, ev.Index, deltaText, d.Text)
 			}
 		case "thinking_delta":
 			if d.Thinking != "" {
-				dst = t.textDelta(dst, "reasoning_content", d.Thinking)
+				t.m.content(len(d.Thinking))
+				dst = t.out.delta(dst, ev.Index, deltaThinking, d.Thinking)
 			}
 		case "signature_delta":
-			dst = t.head(dst)
-			dst = append(dst, `{"thinking_blocks":[{"type":"thinking","thinking":"","signature":`...)
-			dst = jsonobj.AppendString(dst, d.Signature)
-			dst = append(dst, `}]}`...)
-			dst = t.tail(dst, "")
+			dst = t.out.delta(dst, ev.Index, deltaSignature, d.Signature)
 		case "input_json_delta":
-			if ev.Index < len(t.toolIdx) && t.toolIdx[ev.Index] > 0 && d.PartialJSON != "" {
-				dst = t.argsDelta(dst, t.toolIdx[ev.Index]-1, d.PartialJSON)
+			if d.PartialJSON != "" {
+				t.m.content(len(d.PartialJSON))
+				dst = t.out.delta(dst, ev.Index, deltaJSON, d.PartialJSON)
 			}
 		}
+	case "content_block_stop":
+		dst = t.out.blockStop(dst, ev.Index)
 	case "message_delta":
 		t.m.setAnthropic(ev.Usage, &t.raw, true)
 		if ev.Delta != nil && ev.Delta.StopReason != nil && !t.finished {
+			t.finished = true
 			t.call.StopReason = *ev.Delta.StopReason
-			dst = t.finish(dst, stopToFinish(*ev.Delta.StopReason))
+			dst = t.start(dst)
+			dst = t.out.finish(dst, *ev.Delta.StopReason)
 		}
 	case "message_stop":
-		dst = t.finish(dst, "stop")
-		if t.includeUsage {
-			dst = t.usageChunk(dst)
+		dst = t.start(dst)
+		if !t.finished {
+			t.finished = true
+			dst = t.out.finish(dst, "end_turn")
 		}
-		dst = sse.AppendData(dst, doneData)
+		dst = t.out.end(dst)
 		t.done = true
 	case "error":
 		typ, msg := errorFromStreamPayload(ev.Error)
 		t.call.UpstreamError = msg
-		dst = streamError(dst, false, typ, msg)
+		dst = t.out.fail(dst, typ, msg)
 		t.done = true
 	}
 	return dst
 }
 
-func (t *anToOA) end(dst []byte) []byte {
+func (t *anDec) start(dst []byte) []byte {
+	if t.started {
+		return dst
+	}
+	t.started = true
+	return t.out.start(dst, "", "")
+}
+
+func (t *anDec) end(dst []byte) []byte {
 	if t.done {
 		return dst
 	}
 	t.done = true
 	t.call.UpstreamError = cutShort
-	return streamError(dst, false, "api_error", cutShort)
+	return t.out.fail(dst, "api_error", cutShort)
 }
 
-// start emits the first chunk, which carries the role.
-func (t *anToOA) start(dst []byte) []byte {
-	if t.started {
-		return dst
-	}
-	t.started = true
-	dst = t.head(dst)
-	dst = append(dst, `{"role":"assistant","content":""}`...)
-	return t.tail(dst, "")
+func (t *anDec) abort(dst []byte, msg string) []byte {
+	t.done = true
+	t.call.UpstreamError = msg
+	return t.out.fail(dst, "api_error", msg)
 }
 
-func (t *anToOA) finish(dst []byte, reason string) []byte {
-	if t.finished {
-		return dst
-	}
-	dst = t.start(dst)
-	t.finished = true
-	dst = t.head(dst)
-	dst = append(dst, `{}`...)
-	return t.tail(dst, reason)
-}
-
-func (t *anToOA) textDelta(dst []byte, field, text string) []byte {
-	t.m.content(len(text))
-	dst = t.head(dst)
-	dst = append(dst, `{"`...)
-	dst = append(dst, field...)
-	dst = append(dst, `":`...)
-	dst = jsonobj.AppendString(dst, text)
-	dst = append(dst, '}')
-	return t.tail(dst, "")
-}
-
-func (t *anToOA) argsDelta(dst []byte, i int, args string) []byte {
-	t.m.content(len(args))
-	dst = t.head(dst)
-	dst = append(dst, `{"tool_calls":[{"index":`...)
-	dst = strconv.AppendInt(dst, int64(i), 10)
-	dst = append(dst, `,"function":{"arguments":`...)
-	dst = jsonobj.AppendString(dst, args)
-	dst = append(dst, `}}]}`...)
-	return t.tail(dst, "")
-}
-
-func (t *anToOA) prefix(dst []byte) []byte {
-	dst = append(dst, `data: {"id":`...)
-	dst = jsonobj.AppendString(dst, t.id)
-	dst = append(dst, `,"object":"chat.completion.chunk","created":`...)
-	dst = strconv.AppendInt(dst, t.created, 10)
-	dst = append(dst, `,"model":`...)
-	dst = jsonobj.AppendString(dst, t.model)
-	return dst
-}
-
-// head starts a chunk up to its delta.
-func (t *anToOA) head(dst []byte) []byte {
-	dst = t.prefix(dst)
-	return append(dst, `,"choices":[{"index":0,"delta":`...)
-}
-
-// tail ends a chunk after its delta.
-func (t *anToOA) tail(dst []byte, finish string) []byte {
-	if finish == "" {
-		return append(dst, ",\"finish_reason\":null}]}\n\n"...)
-	}
-	dst = append(dst, `,"finish_reason":`...)
-	dst = jsonobj.AppendString(dst, finish)
-	return append(dst, "}]}\n\n"...)
-}
-
-func (t *anToOA) usageChunk(dst []byte) []byte {
-	dst = t.prefix(dst)
-	dst = append(dst, `,"choices":[],"usage":`...)
-	u, _ := marshal(openAIUsage(t.m.u))
-	dst = append(dst, u...)
-	return append(dst, "}\n\n"...)
-}
-
-// oaToAn translates an OpenAI stream for an Anthropic client.
+// oaDec decodes an OpenAI Chat Completions stream into the normalised
+// events.
 //
-// Choice 0's deltas open Anthropic content blocks in order: reasoning
+// Choice 0's deltas open content blocks in order: reasoning
 // (reasoning_content or reasoning) a thinking block, content a text block,
-// each new tool-call index a tool_use block whose argument fragments
-// become input_json_delta events as they arrive. A block is stopped before
-// the next one starts, so blocks never overlap. OpenAI reports usage last,
-// after finish_reason, so message_start carries zero usage and the final
-// message_delta carries all of it, input and cache counts included
-// (message_delta usage is cumulative; clients set, not add).
-type oaToAn struct {
+// each new tool-call index a tool_use block whose argument fragments are
+// passed on as they arrive. A block is stopped before the next one starts,
+// so blocks never overlap. OpenAI reports usage last, after
+// finish_reason, so the message ends at the usage chunk (or [DONE]).
+type oaDec struct {
 	call *Call
 	m    *meter
+	out  sink
 
 	id, model string
 	started   bool
-	open      int      // Anthropic index of the open block, -1 for none
-	openKind  byte     // 't' text, 'r' thinking, 'u' tool use
-	next      int      // next Anthropic block index
-	tools     []int    // by OpenAI tool index: Anthropic block index + 1
-	toolIDs   []string // by OpenAI tool index: the call's id
+	open      int       // index of the open block, -1 for none
+	openKind  blockKind // its kind
+	next      int       // next block index
+	tools     []int     // by OpenAI tool index: block index + 1
+	toolIDs   []string  // by OpenAI tool index: the call's id
 	finished  bool
 	haveUsage bool
 	stop      string
@@ -401,9 +479,11 @@ type oaToAn struct {
 	done      bool
 }
 
-func newOAToAn(call *Call, m *meter) *oaToAn { return &oaToAn{call: call, m: m, open: -1} }
+func newOADec(call *Call, m *meter, out sink) *oaDec {
+	return &oaDec{call: call, m: m, out: out, open: -1}
+}
 
-func (t *oaToAn) event(dst []byte, e sse.Event) []byte {
+func (t *oaDec) event(dst []byte, e sse.Event) []byte {
 	if t.done {
 		return dst
 	}
@@ -424,9 +504,14 @@ func (t *oaToAn) event(dst []byte, e sse.Event) []byte {
 		typ, msg := errorFromStreamPayload(c.Error)
 		t.call.UpstreamError = msg
 		t.done = true
-		return streamError(dst, true, typ, msg)
+		return t.out.fail(dst, typ, msg)
 	}
 	if !t.started {
+		if len(c.Choices) == 0 && c.Usage == nil {
+			// Azure leads with a chunk of prompt filter results only,
+			// without an ID or a model.
+			return dst
+		}
 		t.id, t.model = c.ID, c.Model
 		t.call.ResponseModel = c.Model
 		dst = t.start(dst)
@@ -438,23 +523,23 @@ func (t *oaToAn) event(dst []byte, e sse.Event) []byte {
 		}
 		d := &ch.Delta
 		if r := cmpOr(d.ReasoningContent, d.Reasoning); r != "" {
-			dst = t.ensure(dst, 'r')
-			dst = t.delta(dst, `{"type":"thinking_delta","thinking":`, r)
+			dst = t.ensure(dst, blockThinking)
+			dst = t.delta(dst, deltaThinking, r)
 		}
 		for _, tb := range d.ThinkingBlocks {
 			if tb.Signature != nil && *tb.Signature != "" {
-				dst = t.ensure(dst, 'r')
-				dst = t.delta(dst, `{"type":"signature_delta","signature":`, *tb.Signature)
+				dst = t.ensure(dst, blockThinking)
+				dst = t.delta(dst, deltaSignature, *tb.Signature)
 			}
 		}
 		if d.Content != "" {
-			dst = t.ensure(dst, 't')
-			dst = t.delta(dst, `{"type":"text_delta","text":`, d.Content)
+			dst = t.ensure(dst, blockText)
+			dst = t.delta(dst, deltaText, d.Content)
 		}
 		if d.Refusal != "" {
 			t.refusal = true
-			dst = t.ensure(dst, 't')
-			dst = t.delta(dst, `{"type":"text_delta","text":`, d.Refusal)
+			dst = t.ensure(dst, blockText)
+			dst = t.delta(dst, deltaText, d.Refusal)
 		}
 		for j := range d.ToolCalls {
 			var ok bool
@@ -470,6 +555,7 @@ func (t *oaToAn) event(dst []byte, e sse.Event) []byte {
 				t.stop = "refusal"
 			}
 			dst = t.close(dst)
+			dst = t.out.finish(dst, t.stop)
 		}
 	}
 	if c.Usage != nil {
@@ -482,7 +568,7 @@ func (t *oaToAn) event(dst []byte, e sse.Event) []byte {
 	return dst
 }
 
-func (t *oaToAn) toolDelta(dst []byte, tc *oaToolDelta) ([]byte, bool) {
+func (t *oaDec) toolDelta(dst []byte, tc *oaToolDelta) ([]byte, bool) {
 	idx := 0
 	if tc.Index != nil && *tc.Index >= 0 {
 		idx = *tc.Index
@@ -491,7 +577,7 @@ func (t *oaToAn) toolDelta(dst []byte, tc *oaToolDelta) ([]byte, bool) {
 		// without one continue the open call.
 		open := -1
 		for i, b := range t.tools {
-			if b-1 == t.open && t.openKind == 'u' {
+			if b-1 == t.open && t.openKind == blockTool {
 				open = i
 			}
 		}
@@ -512,102 +598,328 @@ func (t *oaToAn) toolDelta(dst []byte, tc *oaToolDelta) ([]byte, bool) {
 		blk = t.next
 		t.next++
 		t.tools[idx] = blk + 1
-		t.open, t.openKind = blk, 'u'
+		t.open, t.openKind = blk, blockTool
 		id := tc.ID
 		if id == "" {
 			id = "toolu_" + t.id + "_" + strconv.Itoa(idx)
 		}
 		t.toolIDs[idx] = tc.ID
 		t.m.content(len(tc.Function.Name))
-		dst = append(dst, "event: content_block_start\ndata: "...)
-		dst = append(dst, `{"type":"content_block_start","index":`...)
-		dst = strconv.AppendInt(dst, int64(blk), 10)
-		dst = append(dst, `,"content_block":{"type":"tool_use","id":`...)
-		dst = jsonobj.AppendString(dst, id)
-		dst = append(dst, `,"name":`...)
-		dst = jsonobj.AppendString(dst, tc.Function.Name)
-		dst = append(dst, ",\"input\":{}}}\n\n"...)
+		dst = t.out.blockStart(dst, blk, blockInfo{kind: blockTool, id: id, name: tc.Function.Name})
 	} else if blk != t.open {
-		// Anthropic blocks cannot interleave: a fragment for a call whose
+		// Content blocks cannot interleave: a fragment for a call whose
 		// block is closed cannot be delivered.
-		msg := "upstream interleaved the arguments of parallel tool calls, which Anthropic streams cannot carry"
+		msg := "upstream interleaved the arguments of parallel tool calls, which this client's stream cannot carry"
 		t.call.UpstreamError = msg
 		t.done = true
-		return streamError(dst, true, "api_error", msg), false
+		return t.out.fail(dst, "api_error", msg), false
 	}
 	if a := tc.Function.Arguments; a != "" {
-		dst = t.delta(dst, `{"type":"input_json_delta","partial_json":`, a)
+		dst = t.delta(dst, deltaJSON, a)
 	}
 	return dst, true
 }
 
-func (t *oaToAn) start(dst []byte) []byte {
+func (t *oaDec) start(dst []byte) []byte {
 	if t.started {
 		return dst
 	}
 	t.started = true
-	dst = append(dst, "event: message_start\ndata: "...)
-	dst = append(dst, `{"type":"message_start","message":{"id":`...)
-	dst = jsonobj.AppendString(dst, t.id)
-	dst = append(dst, `,"type":"message","role":"assistant","model":`...)
-	dst = jsonobj.AppendString(dst, t.model)
-	dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}}`...)
-	return append(dst, "\n\n"...)
+	return t.out.start(dst, t.id, t.model)
 }
 
 // ensure makes the open block one of kind k (text or thinking), stopping
 // any other first.
-func (t *oaToAn) ensure(dst []byte, k byte) []byte {
+func (t *oaDec) ensure(dst []byte, k blockKind) []byte {
 	if t.open >= 0 && t.openKind == k {
 		return dst
 	}
 	dst = t.close(dst)
 	t.open, t.openKind = t.next, k
 	t.next++
-	dst = append(dst, "event: content_block_start\ndata: "...)
-	dst = append(dst, `{"type":"content_block_start","index":`...)
-	dst = strconv.AppendInt(dst, int64(t.open), 10)
-	if k == 'r' {
-		dst = append(dst, `,"content_block":{"type":"thinking","thinking":"","signature":""}}`...)
-	} else {
-		dst = append(dst, `,"content_block":{"type":"text","text":""}}`...)
-	}
-	return append(dst, "\n\n"...)
+	return t.out.blockStart(dst, t.open, blockInfo{kind: k})
 }
 
-// delta emits a content_block_delta for the open block: head is the delta
-// object up to its text field, text the field's value.
-func (t *oaToAn) delta(dst []byte, head, text string) []byte {
+func (t *oaDec) delta(dst []byte, kind deltaKind, text string) []byte {
 	t.m.content(len(text))
-	dst = append(dst, "event: content_block_delta\ndata: "...)
-	dst = append(dst, `{"type":"content_block_delta","index":`...)
-	dst = strconv.AppendInt(dst, int64(t.open), 10)
-	dst = append(dst, `,"delta":`...)
-	dst = append(dst, head...)
-	dst = jsonobj.AppendString(dst, text)
-	return append(dst, "}}\n\n"...)
+	return t.out.delta(dst, t.open, kind, text)
 }
 
-func (t *oaToAn) close(dst []byte) []byte {
+func (t *oaDec) close(dst []byte) []byte {
 	if t.open < 0 {
 		return dst
 	}
-	dst = append(dst, "event: content_block_stop\ndata: "...)
-	dst = append(dst, `{"type":"content_block_stop","index":`...)
-	dst = strconv.AppendInt(dst, int64(t.open), 10)
+	dst = t.out.blockStop(dst, t.open)
 	t.open, t.openKind = -1, 0
-	return append(dst, "}\n\n"...)
+	return dst
 }
 
-// finalize ends the message: message_delta with the stop reason and the
-// whole usage, then message_stop.
-func (t *oaToAn) finalize(dst []byte) []byte {
+// finalize ends the message.
+func (t *oaDec) finalize(dst []byte) []byte {
 	if t.done {
 		return dst
 	}
 	t.done = true
 	dst = t.start(dst)
 	dst = t.close(dst)
+	if !t.finished {
+		t.finished = true
+		dst = t.out.finish(dst, "end_turn")
+	}
+	return t.out.end(dst)
+}
+
+func (t *oaDec) end(dst []byte) []byte {
+	if t.done {
+		return dst
+	}
+	if t.finished {
+		return t.finalize(dst)
+	}
+	t.done = true
+	t.call.UpstreamError = cutShort
+	return t.out.fail(dst, "api_error", cutShort)
+}
+
+func (t *oaDec) abort(dst []byte, msg string) []byte {
+	t.done = true
+	t.call.UpstreamError = msg
+	return t.out.fail(dst, "api_error", msg)
+}
+
+// oaSink writes the normalised events as an OpenAI Chat Completions
+// stream.
+//
+// Every content block maps to deltas of choice 0: text to content,
+// thinking to reasoning_content (signatures as thinking_blocks, LiteLLM's
+// convention), tool use to tool_calls with indices counted from 0 in block
+// order, so parallel calls never share one. The first chunk carries role
+// "assistant"; the finish_reason chunk follows the stop reason; the usage
+// chunk (when the client asked for it) and [DONE] follow the end.
+type oaSink struct {
+	m            *meter
+	created      int64
+	includeUsage bool
+
+	id, model string
+	started   bool
+	finished  bool
+	toolIdx   []int // by block index: OpenAI tool index + 1
+	nextTool  int
+}
+
+func (t *oaSink) start(dst []byte, id, model string) []byte {
+	if t.started {
+		return dst
+	}
+	t.started = true
+	t.id, t.model = id, model
+	dst = t.head(dst)
+	dst = append(dst, `{"role":"assistant","content":""}`...)
+	return t.tail(dst, "")
+}
+
+func (t *oaSink) blockStart(dst []byte, index int, b blockInfo) []byte {
+	switch b.kind {
+	case blockRedacted:
+		dst = t.head(dst)
+		dst = append(dst, `{"thinking_blocks":[{"type":"redacted_thinking","data":`...)
+		dst = jsonobj.AppendString(dst, b.data)
+		dst = append(dst, `}]}`...)
+		dst = t.tail(dst, "")
+	case blockTool:
+		i := t.nextTool
+		t.nextTool++
+		for len(t.toolIdx) <= index {
+			t.toolIdx = append(t.toolIdx, 0)
+		}
+		t.toolIdx[index] = i + 1
+		dst = t.head(dst)
+		dst = append(dst, `{"tool_calls":[{"index":`...)
+		dst = strconv.AppendInt(dst, int64(i), 10)
+		dst = append(dst, `,"id":`...)
+		dst = jsonobj.AppendString(dst, b.id)
+		dst = append(dst, `,"type":"function","function":{"name":`...)
+		dst = jsonobj.AppendString(dst, b.name)
+		dst = append(dst, `,"arguments":""}}]}`...)
+		dst = t.tail(dst, "")
+	}
+	return dst
+}
+
+func (t *oaSink) delta(dst []byte, index int, kind deltaKind, text string) []byte {
+	switch kind {
+	case deltaText:
+		return t.textDelta(dst, "content", text)
+	case deltaThinking:
+		return t.textDelta(dst, "reasoning_content", text)
+	case deltaSignature:
+		dst = t.head(dst)
+		dst = append(dst, `{"thinking_blocks":[{"type":"thinking","thinking":"","signature":`...)
+		dst = jsonobj.AppendString(dst, text)
+		dst = append(dst, `}]}`...)
+		return t.tail(dst, "")
+	case deltaJSON:
+		if index < len(t.toolIdx) && t.toolIdx[index] > 0 {
+			dst = t.head(dst)
+			dst = append(dst, `{"tool_calls":[{"index":`...)
+			dst = strconv.AppendInt(dst, int64(t.toolIdx[index]-1), 10)
+			dst = append(dst, `,"function":{"arguments":`...)
+			dst = jsonobj.AppendString(dst, text)
+			dst = append(dst, `}}]}`...)
+			dst = t.tail(dst, "")
+		}
+	}
+	return dst
+}
+
+func (t *oaSink) blockStop(dst []byte, index int) []byte { return dst }
+
+func (t *oaSink) finish(dst []byte, stop string) []byte {
+	if t.finished {
+		return dst
+	}
+	t.finished = true
+	dst = t.head(dst)
+	dst = append(dst, `{}`...)
+	return t.tail(dst, stopToFinish(stop))
+}
+
+func (t *oaSink) end(dst []byte) []byte {
+	dst = t.finish(dst, "end_turn")
+	if t.includeUsage {
+		dst = t.prefix(dst)
+		dst = append(dst, `,"choices":[],"usage":`...)
+		u, _ := marshal(openAIUsage(t.m.u))
+		dst = append(dst, u...)
+		dst = append(dst, "}\n\n"...)
+	}
+	return sse.AppendData(dst, doneData)
+}
+
+func (t *oaSink) fail(dst []byte, typ, msg string) []byte {
+	return streamError(dst, false, typ, msg)
+}
+
+func (t *oaSink) textDelta(dst []byte, field, text string) []byte {
+	dst = t.head(dst)
+	dst = append(dst, `{"`...)
+	dst = append(dst, field...)
+	dst = append(dst, `":`...)
+	dst = jsonobj.AppendString(dst, text)
+	dst = append(dst, '}')
+	return t.tail(dst, "")
+}
+
+func (t *oaSink) prefix(dst []byte) []byte {
+	dst = append(dst, `data: {"id":`...)
+	dst = jsonobj.AppendString(dst, t.id)
+	dst = append(dst, `,"object":"chat.completion.chunk","created":`...)
+	dst = strconv.AppendInt(dst, t.created, 10)
+	dst = append(dst, `,"model":`...)
+	dst = jsonobj.AppendString(dst, t.model)
+	return dst
+}
+
+// head starts a chunk up to its delta.
+func (t *oaSink) head(dst []byte) []byte {
+	dst = t.prefix(dst)
+	return append(dst, `,"choices":[{"index":0,"delta":`...)
+}
+
+// tail ends a chunk after its delta.
+func (t *oaSink) tail(dst []byte, finish string) []byte {
+	if finish == "" {
+		return append(dst, ",\"finish_reason\":null}]}\n\n"...)
+	}
+	dst = append(dst, `,"finish_reason":`...)
+	dst = jsonobj.AppendString(dst, finish)
+	return append(dst, "}]}\n\n"...)
+}
+
+// anSink writes the normalised events as an Anthropic Messages stream.
+// message_start carries the usage known so far (zero when the provider
+// reports it last, as OpenAI does); the final message_delta carries all of
+// it, input and cache counts included (message_delta usage is cumulative;
+// clients set, not add).
+type anSink struct {
+	m    *meter
+	stop string
+}
+
+func (t *anSink) start(dst []byte, id, model string) []byte {
+	in, cw, cr, _ := anthropicUsageOf(t.m.u)
+	dst = append(dst, "event: message_start\ndata: "...)
+	dst = append(dst, `{"type":"message_start","message":{"id":`...)
+	dst = jsonobj.AppendString(dst, id)
+	dst = append(dst, `,"type":"message","role":"assistant","model":`...)
+	dst = jsonobj.AppendString(dst, model)
+	dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, in, 10)
+	dst = append(dst, `,"cache_creation_input_tokens":`...)
+	dst = strconv.AppendInt(dst, cw, 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, cr, 10)
+	dst = append(dst, `,"output_tokens":0}}}`...)
+	return append(dst, "\n\n"...)
+}
+
+func (t *anSink) blockStart(dst []byte, index int, b blockInfo) []byte {
+	dst = append(dst, "event: content_block_start\ndata: "...)
+	dst = append(dst, `{"type":"content_block_start","index":`...)
+	dst = strconv.AppendInt(dst, int64(index), 10)
+	switch b.kind {
+	case blockThinking:
+		dst = append(dst, `,"content_block":{"type":"thinking","thinking":"","signature":""}}`...)
+	case blockRedacted:
+		dst = append(dst, `,"content_block":{"type":"redacted_thinking","data":`...)
+		dst = jsonobj.AppendString(dst, b.data)
+		dst = append(dst, `}}`...)
+	case blockTool:
+		dst = append(dst, `,"content_block":{"type":"tool_use","id":`...)
+		dst = jsonobj.AppendString(dst, b.id)
+		dst = append(dst, `,"name":`...)
+		dst = jsonobj.AppendString(dst, b.name)
+		dst = append(dst, `,"input":{}}}`...)
+	default:
+		dst = append(dst, `,"content_block":{"type":"text","text":""}}`...)
+	}
+	return append(dst, "\n\n"...)
+}
+
+func (t *anSink) delta(dst []byte, index int, kind deltaKind, text string) []byte {
+	dst = append(dst, "event: content_block_delta\ndata: "...)
+	dst = append(dst, `{"type":"content_block_delta","index":`...)
+	dst = strconv.AppendInt(dst, int64(index), 10)
+	switch kind {
+	case deltaThinking:
+		dst = append(dst, `,"delta":{"type":"thinking_delta","thinking":`...)
+	case deltaSignature:
+		dst = append(dst, `,"delta":{"type":"signature_delta","signature":`...)
+	case deltaJSON:
+		dst = append(dst, `,"delta":{"type":"input_json_delta","partial_json":`...)
+	default:
+		dst = append(dst, `,"delta":{"type":"text_delta","text":`...)
+	}
+	dst = jsonobj.AppendString(dst, text)
+	return append(dst, "}}\n\n"...)
+}
+
+func (t *anSink) blockStop(dst []byte, index int) []byte {
+	dst = append(dst, "event: content_block_stop\ndata: "...)
+	dst = append(dst, `{"type":"content_block_stop","index":`...)
+	dst = strconv.AppendInt(dst, int64(index), 10)
+	return append(dst, "}\n\n"...)
+}
+
+func (t *anSink) finish(dst []byte, stop string) []byte {
+	t.stop = stop
+	return dst
+}
+
+// end writes message_delta with the stop reason and the whole usage, then
+// message_stop.
+func (t *anSink) end(dst []byte) []byte {
 	stop := t.stop
 	if stop == "" {
 		stop = "end_turn"
@@ -633,14 +945,6 @@ func (t *oaToAn) finalize(dst []byte) []byte {
 	return append(dst, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"...)
 }
 
-func (t *oaToAn) end(dst []byte) []byte {
-	if t.done {
-		return dst
-	}
-	if t.finished {
-		return t.finalize(dst)
-	}
-	t.done = true
-	t.call.UpstreamError = cutShort
-	return streamError(dst, true, "api_error", cutShort)
+func (t *anSink) fail(dst []byte, typ, msg string) []byte {
+	return streamError(dst, true, typ, msg)
 }

@@ -54,8 +54,15 @@ const (
 	CountTokens
 	// Models is GET /v1/models, answered by the gateway from its model
 	// table, in Anthropic's shape when the request has an
-	// anthropic-version header and in OpenAI's otherwise.
+	// anthropic-version header and in OpenAI's otherwise; GET
+	// /v1/models/{model} answers one model the table routes.
 	Models
+	// Responses is OpenAI's POST /v1/responses.
+	Responses
+	// Embeddings is OpenAI's POST /v1/embeddings.
+	Embeddings
+
+	lastAPI = Embeddings
 )
 
 // String returns the API's name.
@@ -69,6 +76,10 @@ func (a API) String() string {
 		return "count_tokens"
 	case Models:
 		return "models"
+	case Responses:
+		return "responses"
+	case Embeddings:
+		return "embeddings"
 	}
 	return "unknown"
 }
@@ -119,6 +130,15 @@ type Call struct {
 	// redacted: an error response's message, an error event in a stream,
 	// or a note that the stream ended before it was complete.
 	UpstreamError string `json:"upstream_error,omitempty"`
+	// Cost is the request's price in US dollars from the pricing table
+	// (Config.Pricing), set with Usage in the done phase when the model
+	// has a price (Priced).
+	Cost   float64 `json:"cost,omitempty"`
+	Priced bool    `json:"priced,omitempty"`
+	// Fallbacks is the number of attempts after the first: retries of
+	// the same deployment and fallbacks to others (see Resilience).
+	// Provider and Model are the last attempt's.
+	Fallbacks int `json:"fallbacks,omitempty"`
 
 	st *state
 }

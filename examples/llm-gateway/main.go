@@ -1,20 +1,27 @@
 // Command llm-gateway is Portico as an LLM gateway: OpenAI Chat
-// Completions and Anthropic Messages front doors on one listener, model
-// routing to providers, translation between the two schemas (streams
+// Completions, Responses and Embeddings and Anthropic Messages front doors
+// on one listener, model routing to OpenAI, Anthropic, Gemini, Bedrock and
+// Azure OpenAI providers, translation between their schemas (streams
 // included) and usage accounting.
 //
 //	go run ./examples/llm-gateway                      # every model answered by the offline mock provider
-//	OPENAI_API_KEY=… ANTHROPIC_API_KEY=… go run ./examples/llm-gateway
+//	OPENAI_API_KEY=… ANTHROPIC_API_KEY=… GEMINI_API_KEY=… go run ./examples/llm-gateway
 //	go run ./examples/llm-gateway -config llm.json     # providers and models from a JSON file
 //
 // With no configuration every model is answered by a built-in offline
-// mock provider: claude-* and mock-claude by its Anthropic side, anything
-// else by its OpenAI side, so asking the OpenAI SDK for "claude-x" shows
-// translation at work. With OPENAI_API_KEY and/or ANTHROPIC_API_KEY set it
-// serves those providers instead: claude-* → Anthropic, every other model
-// → OpenAI (or the OpenAI-compatible server at OPENAI_BASE_URL, which
-// includes /v1 as the OpenAI SDKs expect; ANTHROPIC_BASE_URL excludes it,
-// as the Anthropic SDKs expect). See docs/llm-gateway.md.
+// mock provider, through the API of the provider its name suggests:
+// claude-* and mock-claude by its Anthropic side, gemini-* and
+// mock-gemini by its Gemini side, Bedrock model IDs (anthropic.*,
+// amazon.*, meta.*, us.*, eu.* …) and mock-bedrock by its Bedrock side
+// (signed with SigV4 by dummy credentials), anything else by its OpenAI
+// side; so asking the OpenAI SDK for "claude-x" or the Anthropic SDK for
+// "gemini-x" shows translation at work. With OPENAI_API_KEY,
+// ANTHROPIC_API_KEY and/or GEMINI_API_KEY set it serves those providers
+// instead: claude-* → Anthropic, gemini-* → Gemini, every other model →
+// OpenAI (or the OpenAI-compatible server at OPENAI_BASE_URL, which
+// includes /v1 as the OpenAI SDKs expect; ANTHROPIC_BASE_URL and
+// GEMINI_BASE_URL exclude the version, as those SDKs expect). See
+// docs/llm-gateway.md.
 package main
 
 import (
@@ -95,6 +102,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- *por
 	if err != nil {
 		return err
 	}
+	defer gl.Close() // the Redis connections of shared limits, if any
 
 	filters := []filter.Filter{gl}
 	if *logCalls {
@@ -109,6 +117,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- *por
 			log.Info("llm call", "api", c.API.String(), "provider", c.Provider, "model", c.Model, "stream", c.Stream,
 				"status", x.Status, "input_tokens", c.Usage.InputTokens, "output_tokens", c.Usage.OutputTokens,
 				"cache_read_tokens", c.Usage.CacheReadTokens, "estimated", c.Usage.Estimated, "stop_reason", c.StopReason,
+				"cost_usd", c.Cost, "fallbacks", c.Fallbacks,
 				"duration", x.End.Sub(x.Start).Round(time.Millisecond))
 		}}}, filters...)
 	}
@@ -125,6 +134,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- *por
 	if err != nil {
 		return err
 	}
+	gl.Bind(gw) // retries and fallbacks go through the gateway's clusters
 
 	addr := gw.ListenerAddr("llm").String()
 	if strings.HasPrefix(addr, "[::]") || strings.HasPrefix(addr, "0.0.0.0") {
@@ -142,6 +152,8 @@ try:
     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
   curl -N http://%[1]s/v1/messages -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \
     -d '{"model":"claude-sonnet-4-5","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello"}]}'
+  curl -N http://%[1]s/v1/responses -H 'content-type: application/json' \
+    -d '{"model":"gemini-2.5-flash","stream":true,"input":"Hello"}'
   OPENAI_BASE_URL=http://%[1]s/v1 ANTHROPIC_BASE_URL=http://%[1]s  (point the official SDKs here)
 `, addr, gw.AdminAddr(), source, strings.Join(names, ", "))
 
@@ -154,14 +166,20 @@ try:
 }
 
 // fromEnv configures the providers whose keys are in the environment:
-// claude-* to Anthropic, everything else to OpenAI or the
-// OpenAI-compatible server at OPENAI_BASE_URL (which may need no key).
+// claude-* to Anthropic, gemini-* to Gemini, everything else to OpenAI or
+// the OpenAI-compatible server at OPENAI_BASE_URL (which may need no
+// key).
 func fromEnv(getenv func(string) string) llm.Config {
 	var cfg llm.Config
 	if getenv("ANTHROPIC_API_KEY") != "" {
 		cfg.Providers = append(cfg.Providers, llm.Provider{Name: "anthropic", Kind: llm.Anthropic,
 			BaseURL: getenv("ANTHROPIC_BASE_URL"), APIKeyEnv: "ANTHROPIC_API_KEY"})
 		cfg.Models = append(cfg.Models, llm.Model{Name: "claude-*", Provider: "anthropic"})
+	}
+	if getenv("GEMINI_API_KEY") != "" {
+		cfg.Providers = append(cfg.Providers, llm.Provider{Name: "gemini", Kind: llm.Gemini,
+			BaseURL: getenv("GEMINI_BASE_URL"), APIKeyEnv: "GEMINI_API_KEY"})
+		cfg.Models = append(cfg.Models, llm.Model{Name: "gemini-*", Provider: "gemini"})
 	}
 	if getenv("OPENAI_API_KEY") != "" || getenv("OPENAI_BASE_URL") != "" {
 		p := llm.Provider{Name: "openai", Kind: llm.OpenAI, BaseURL: getenv("OPENAI_BASE_URL")}
@@ -175,20 +193,34 @@ func fromEnv(getenv func(string) string) llm.Config {
 }
 
 // mockConfig routes every model to the mock provider: claude-* through
-// its Anthropic API, everything else through its OpenAI API.
+// its Anthropic API, gemini-* through its Gemini API, Bedrock model IDs
+// through its Bedrock API, everything else through its OpenAI API (whose
+// Responses endpoint is used as is).
 func mockConfig(addr string) llm.Config {
-	return llm.Config{
+	cfg := llm.Config{
 		Providers: []llm.Provider{
-			{Name: "mock-openai", Kind: llm.OpenAI, BaseURL: "http://" + addr + "/v1"},
+			{Name: "mock-openai", Kind: llm.OpenAI, BaseURL: "http://" + addr + "/v1", Responses: llm.ResponsesNative},
 			{Name: "mock-anthropic", Kind: llm.Anthropic, BaseURL: "http://" + addr},
+			{Name: "mock-gemini", Kind: llm.Gemini, BaseURL: "http://" + addr},
+			// Dummy credentials: the requests are signed as for AWS, and
+			// the mock does not check them.
+			{Name: "mock-bedrock", Kind: llm.Bedrock, BaseURL: "http://" + addr, Region: "us-east-1",
+				AWSCredentials: &llm.AWSCredentials{AccessKeyID: "AKIDMOCK", SecretAccessKey: "mock-secret"}},
 		},
 		Models: []llm.Model{
 			{Name: "mock-gpt", Provider: "mock-openai"},
 			{Name: "mock-claude", Provider: "mock-anthropic"},
+			{Name: "mock-gemini", Provider: "mock-gemini"},
+			{Name: "mock-bedrock", Provider: "mock-bedrock"},
 			{Name: "claude-*", Provider: "mock-anthropic"},
-			{Name: "*", Provider: "mock-openai"},
+			{Name: "gemini-*", Provider: "mock-gemini"},
 		},
 	}
+	for _, prefix := range []string{"anthropic.", "amazon.", "meta.", "mistral.", "us.", "eu.", "apac.", "global."} {
+		cfg.Models = append(cfg.Models, llm.Model{Name: prefix + "*", Provider: "mock-bedrock"})
+	}
+	cfg.Models = append(cfg.Models, llm.Model{Name: "*", Provider: "mock-openai"})
+	return cfg
 }
 
 // startMock serves the offline mock provider on a loopback port.

@@ -19,6 +19,7 @@ import (
 	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/openai/openai-go/v3"
 	ooption "github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/porticoproxy/portico"
@@ -76,7 +77,7 @@ func startExample(t *testing.T, args ...string) (string, *syncBuffer) {
 
 // noProviderEnv makes sure the environment selects the mock provider.
 func noProviderEnv(t *testing.T) {
-	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"} {
+	for _, k := range []string{"OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GEMINI_API_KEY", "GEMINI_BASE_URL"} {
 		t.Setenv(k, "")
 	}
 }
@@ -230,10 +231,124 @@ func TestMockWithAnthropicSDK(t *testing.T) {
 		for _, m := range page.Data {
 			ids = append(ids, m.ID)
 		}
-		if strings.Join(ids, ",") != "mock-gpt,mock-claude" {
+		if strings.Join(ids, ",") != "mock-gpt,mock-claude,mock-gemini,mock-bedrock" {
 			t.Errorf("models = %v", ids)
 		}
 	})
+}
+
+// TestMockEveryProvider drives every front door against every side of the
+// mock provider: the OpenAI SDK's Chat Completions, Responses and
+// Embeddings and the Anthropic SDK's Messages, each for a model answered
+// by the mock's OpenAI, Anthropic, Gemini and Bedrock APIs.
+func TestMockEveryProvider(t *testing.T) {
+	noProviderEnv(t)
+	base, out := startExample(t)
+	oa := openai.NewClient(ooption.WithBaseURL(base+"/v1/"), ooption.WithAPIKey("any"), ooption.WithMaxRetries(0))
+	an := anthropic.NewClient(aoption.WithBaseURL(base), aoption.WithAPIKey("any"), aoption.WithMaxRetries(0))
+	models := map[string]string{"gpt-4o-mini": "mock-openai", "claude-sonnet-4-5": "mock-anthropic",
+		"gemini-2.5-flash": "mock-gemini", "anthropic.claude-3-5-haiku-20241022-v1:0": "mock-bedrock"}
+	weather := responses.ToolParamOfFunction("get_weather", map[string]any{
+		"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}, "required": []string{"city"}}, false)
+	for model, provider := range models {
+		t.Run(model+" responses", func(t *testing.T) {
+			var raw *http.Response
+			resp, err := oa.Responses.New(ctxT(t), responses.ResponseNewParams{
+				Model: model,
+				Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("Hello, gateway")},
+			}, ooption.WithResponseInto(&raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.Output) != 1 || resp.Output[0].Content[0].Text != `Hello from the Portico mock provider! You said: "Hello, gateway"` {
+				t.Errorf("output = %+v", resp.Output)
+			}
+			if resp.Status != "completed" || resp.Usage.InputTokens == 0 || resp.Usage.OutputTokens != 10 {
+				t.Errorf("status %q usage %+v", resp.Status, resp.Usage)
+			}
+			if got := raw.Header.Get("X-Portico-Provider"); got != provider {
+				t.Errorf("provider %q, want %q", got, provider)
+			}
+		})
+		t.Run(model+" responses streaming tool call", func(t *testing.T) {
+			stream := oa.Responses.NewStreaming(ctxT(t), responses.ResponseNewParams{
+				Model: model,
+				Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("Weather in Paris?")},
+				Tools: []responses.ToolUnionParam{weather},
+			})
+			var text, args strings.Builder
+			var final responses.Response
+			for stream.Next() {
+				ev := stream.Current()
+				switch ev.Type {
+				case "response.output_text.delta":
+					text.WriteString(ev.Delta)
+				case "response.function_call_arguments.delta":
+					args.WriteString(ev.Delta)
+				case "response.completed":
+					final = ev.Response
+				}
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if text.String() != "I will call get_weather." || args.String() != `{"city":"example"}` {
+				t.Errorf("text %q arguments %q", text.String(), args.String())
+			}
+			if final.Status != "completed" || final.Usage.TotalTokens == 0 || len(final.Output) != 2 || final.Output[1].Name != "get_weather" {
+				t.Errorf("completed = %+v", final)
+			}
+		})
+		t.Run(model+" messages streaming", func(t *testing.T) {
+			stream := an.Messages.NewStreaming(ctxT(t), anthropic.MessageNewParams{
+				Model: anthropic.Model(model), MaxTokens: 256,
+				Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Weather in Paris?"))},
+				Tools:    []anthropic.ToolUnionParam{weatherAnthropic},
+			})
+			var msg anthropic.Message
+			for stream.Next() {
+				if err := msg.Accumulate(stream.Current()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if len(msg.Content) != 2 || msg.Content[0].Text != "I will call get_weather." || string(msg.Content[1].Input) != `{"city":"example"}` {
+				t.Errorf("content = %+v", msg.Content)
+			}
+			if msg.StopReason != anthropic.StopReasonToolUse || msg.Usage.InputTokens == 0 || msg.Usage.OutputTokens == 0 {
+				t.Errorf("stop %q usage %+v", msg.StopReason, msg.Usage)
+			}
+		})
+		t.Run(model+" chat non-streaming", func(t *testing.T) {
+			resp, err := oa.Chat.Completions.New(ctxT(t), openai.ChatCompletionNewParams{
+				Model:    model,
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hello, gateway")},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Choices[0].Message.Content != `Hello from the Portico mock provider! You said: "Hello, gateway"` || resp.Usage.CompletionTokens != 10 {
+				t.Errorf("content %q usage %+v", resp.Choices[0].Message.Content, resp.Usage)
+			}
+		})
+	}
+	for _, model := range []string{"text-embedding-3-small", "gemini-embedding-001"} {
+		t.Run(model+" embeddings", func(t *testing.T) {
+			resp, err := oa.Embeddings.New(ctxT(t), openai.EmbeddingNewParams{
+				Model: model,
+				Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"one", "two"}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.Data) != 2 || len(resp.Data[1].Embedding) != 8 || resp.Usage.PromptTokens == 0 {
+				t.Errorf("embeddings = %+v", resp)
+			}
+		})
+	}
+	waitFor(t, out, `provider=mock-bedrock model=anthropic.claude-3-5-haiku-20241022-v1:0 stream=true`)
 }
 
 // TestEnvironmentProviders points OPENAI_BASE_URL at a provider that
@@ -275,6 +390,44 @@ func TestEnvironmentProviders(t *testing.T) {
 	mu.Lock()
 	if len(gotAuth) != 1 || gotAuth[0] != "Bearer "+key {
 		t.Errorf("provider got Authorization %q", gotAuth)
+	}
+	mu.Unlock()
+	if strings.Contains(out.String(), "SECRET") {
+		t.Errorf("the key was printed: %s", out.String())
+	}
+}
+
+// TestEnvironmentGemini routes gemini-* to Gemini when GEMINI_API_KEY is
+// set.
+func TestEnvironmentGemini(t *testing.T) {
+	noProviderEnv(t)
+	const key = "gm-env-SECRET-0123456789"
+	var mu sync.Mutex
+	var got []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.Path+" "+r.Header.Get("X-Goog-Api-Key"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"candidates":[{"content":{"role":"model","parts":[{"text":"from gemini"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2,"totalTokenCount":5},"modelVersion":"gemini-2.5-flash","responseId":"r1"}`)
+	}))
+	defer up.Close()
+	t.Setenv("GEMINI_BASE_URL", up.URL)
+	t.Setenv("GEMINI_API_KEY", key)
+	base, out := startExample(t)
+	resp, err := http.Post(base+"/v1/messages", "application/json",
+		strings.NewReader(`{"model":"gemini-2.5-flash","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"text":"from gemini"`)) || resp.Header.Get("X-Portico-Provider") != "gemini" {
+		t.Fatalf("got %d %s %v", resp.StatusCode, body, resp.Header)
+	}
+	mu.Lock()
+	if len(got) != 1 || got[0] != "/v1beta/models/gemini-2.5-flash:generateContent "+key {
+		t.Errorf("provider got %q", got)
 	}
 	mu.Unlock()
 	if strings.Contains(out.String(), "SECRET") {

@@ -1,15 +1,24 @@
 // Package mock is an offline LLM provider: an http.Handler that answers
-// the OpenAI Chat Completions and Anthropic Messages APIs, streaming or
-// not, with deterministic text, a tool call when tools are offered, and
-// usage. It lets the LLM gateway example, docs and tests run with no key
-// and no network.
+// the OpenAI (Chat Completions, Responses, Embeddings), Anthropic Messages,
+// Google Gemini and Amazon Bedrock Converse APIs, streaming or not, with
+// deterministic text, a tool call when tools are offered, and usage. It
+// lets the LLM gateway example, docs and tests run with no key and no
+// network.
 //
 // It serves, under any path prefix:
 //
-//	POST …/chat/completions        OpenAI Chat Completions
-//	POST …/messages                Anthropic Messages
-//	POST …/messages/count_tokens   Anthropic token counting
-//	GET  …/models                  a model list (OpenAI shape)
+//	POST …/chat/completions                 OpenAI Chat Completions
+//	POST …/responses                        OpenAI Responses
+//	POST …/embeddings                       OpenAI Embeddings
+//	POST …/messages                         Anthropic Messages
+//	POST …/messages/count_tokens            Anthropic token counting
+//	POST …/models/{model}:generateContent   Gemini (and :streamGenerateContent?alt=sse)
+//	POST …/models/{model}:batchEmbedContents Gemini embeddings (and :embedContent)
+//	POST …/model/{model}/converse           Bedrock Converse (and /converse-stream,
+//	                                        a binary AWS event stream)
+//	GET  …/models                           a model list (OpenAI shape)
+//
+// It checks no credentials or signatures.
 //
 // The answer depends only on the request: when the request offers tools
 // (and tool_choice is not "none") and its last message is not a tool
@@ -17,7 +26,8 @@
 // tool_choice names) and calls it with arguments made from the tool's
 // JSON schema; otherwise it echoes the last user text, or acknowledges the
 // tool result. Usage counts about four request bytes per input token and
-// one output token per word.
+// one output token per word. Embeddings are eight numbers derived from
+// the input's hash.
 //
 // Use:
 //
@@ -59,6 +69,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	case strings.HasSuffix(path, "/chat/completions"):
 		s.chat(w, r)
+	case strings.HasSuffix(path, "/responses"):
+		s.responses(w, r)
+	case strings.HasSuffix(path, "/embeddings"):
+		s.embeddings(w, r)
+	case strings.Contains(path, "/models/") && strings.Contains(path, ":"):
+		s.gemini(w, r, path)
+	case strings.HasSuffix(path, "/converse") || strings.HasSuffix(path, "/converse-stream"):
+		s.converse(w, r, path)
 	case strings.HasSuffix(path, "/messages/count_tokens"):
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
