@@ -669,6 +669,11 @@ func (g *Gateway) checkListener(cfg *listener.Config) error {
 		chains = append(chains, *cfg.DefaultFilterChain)
 	}
 	for i, fc := range chains {
+		if fc.TCP != nil {
+			if err := checkTCPProxy(fc.TCP); err != nil {
+				return fmt.Errorf("filter_chains[%d].tcp.%w", i, err)
+			}
+		}
 		if fc.HTTP == nil {
 			continue
 		}
@@ -690,6 +695,9 @@ func (g *Gateway) upsertListenerLocked(cfg listener.Config) error {
 	// connections accepted before this update.
 	obs := g.metrics.connObserver(cfg.Address)
 	bind := func(fc *listener.FilterChain, name string) error {
+		if fc.TCP != nil {
+			fc.TCP = g.bindTCPProxy(fc.TCP)
+		}
 		if fc.HTTP == nil {
 			return nil
 		}

@@ -45,6 +45,9 @@ type hcmState struct {
 	// unnamed routes); nil unless Options.RouteStats.
 	routeStats []*routeStats
 	router     *router // the chains' terminal, bound to this state
+	// streamIdle is the manager's stream idle timeout (idle.go); zero
+	// when disabled.
+	streamIdle time.Duration
 }
 
 func (h *hcm) routeName() string { return h.cfg.Load().RouteConfig }
@@ -88,7 +91,7 @@ func compileState(cfg *listener.HTTPConfig, t *route.Table) (*hcmState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http filters: %w", err)
 	}
-	st := &hcmState{base: base, table: t}
+	st := &hcmState{base: base, table: t, streamIdle: streamIdleTimeout(cfg)}
 	if t == nil {
 		return st, nil
 	}
@@ -153,6 +156,13 @@ func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // route's cluster: in one attempt (once) when the route has neither a
 // retry policy nor mirror policies, else through the upstream request
 // loop (retry.go) and shadows (mirror.go).
+//
+// The router enforces the stream idle timeout (idle.go): the route's
+// IdleTimeout, else the connection manager's StreamIdleTimeout. When no
+// byte moves on the stream for that long, waiting for the response
+// headers or between response body reads (or request body reads), the
+// stream ends: with a 504 (408 if the request body was still coming), or
+// by aborting a response already started; flag SI either way.
 type router struct {
 	g       *Gateway
 	st      *hcmState
@@ -196,6 +206,10 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 		sel.hash, sel.hasHash, sel.mint = r.RequestHash(x.Out, src)
 	}
 	rp, mirrors := rt.st.retryFor(r), r.Mirrors()
+	var idle *streamIdle
+	if d := rt.st.idleTimeout(r); d > 0 && !isUpgradeRequest(x.Out) {
+		idle = rt.startIdle(x, d)
+	}
 	var (
 		resp *http.Response
 		err  error
@@ -204,6 +218,9 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 		resp, err = rt.once(x, r, lc, &sel)
 	} else {
 		resp, err = rt.upstream(ctx, x, r, lc, rp, mirrors, sel)
+	}
+	if idle != nil {
+		resp, err = idle.response(resp, err)
 	}
 	if sel.mint != nil && resp != nil {
 		// Envoy's cookie hash policy mints the cookie the request lacked,

@@ -61,12 +61,16 @@ type metrics struct {
 	hcmCxLength    *prometheus.HistogramVec
 	hcmRqRedirect  *prometheus.CounterVec
 	hcmRqDirect    *prometheus.CounterVec
+	hcmRqIdle      *prometheus.CounterVec
 	// http.<stat_prefix>.downstream_cx_http1_* / _http2_* / _rx_bytes_total
 	// / _tx_bytes_total: kept by the listeners, one ConnCounters per stat
 	// prefix shared by every connection manager with that prefix, read at
 	// scrape time.
 	connMu sync.Mutex
 	conns  map[string]*listener.ConnCounters
+	// tcp.<stat_prefix>.*: kept by the listeners' TCP proxies, one
+	// TCPStats per stat prefix, read at scrape time. Guarded by connMu.
+	tcps map[string]*listener.TCPStats
 	// listener.<address>.* kept by the gateway; the counters are the
 	// listener's own, read at scrape time.
 	lisCxLength *prometheus.HistogramVec
@@ -105,7 +109,7 @@ func newMetrics(prefix string) *metrics {
 	if prefix == "" {
 		prefix = DefaultStatsPrefix
 	}
-	m := &metrics{reg: prometheus.NewRegistry(), prefix: prefix, start: time.Now(), conns: map[string]*listener.ConnCounters{}}
+	m := &metrics{reg: prometheus.NewRegistry(), prefix: prefix, start: time.Now(), conns: map[string]*listener.ConnCounters{}, tcps: map[string]*listener.TCPStats{}}
 	p := func(s string) string { return prefix + "_" + s }
 	hcm := p("http_conn_manager_prefix")
 	class := p("response_code_class")
@@ -150,6 +154,7 @@ func newMetrics(prefix string) *metrics {
 	m.hcmCxLength = hist("http_downstream_cx_length_ms", "Connection length, milliseconds.", hcm)
 	m.hcmRqRedirect = counter("http_rq_redirect", "Requests answered with a route's redirect.", hcm)
 	m.hcmRqDirect = counter("http_rq_direct_response", "Requests answered with a route's direct response.", hcm)
+	m.hcmRqIdle = counter("http_downstream_rq_idle_timeout", "Requests ended by the stream idle timeout.", hcm)
 	m.lisCxLength = hist("listener_downstream_cx_length_ms", "Connection length, milliseconds.", lis)
 	m.lisHTTPRqXX = counter("listener_http_downstream_rq_xx", "Responses by code class, per listener and connection manager.", class, lis, hcm)
 	m.lisHTTPRqCompleted = counter("listener_http_downstream_rq_completed", "Responses, per listener and connection manager.", lis, hcm)
@@ -244,11 +249,40 @@ type hcmStats struct {
 	cxLength    prometheus.Observer
 	rqRedirect  prometheus.Counter
 	rqDirect    prometheus.Counter
+	rqIdle      prometheus.Counter // downstream_rq_idle_timeout (idle.go)
 	// conn are the listener-kept connection counters of the prefix.
 	conn *listener.ConnCounters
 	// lis are the per-listener copies, bound with the listener's address
 	// (connObserver.bind) before the manager serves.
 	lis *lisHTTPStats
+}
+
+// tcp returns the stats of the TCP proxies with the given stat prefix,
+// registering Envoy's tcp.<stat_prefix>.* counters on first use.
+func (m *metrics) tcp(prefix string) *listener.TCPStats {
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	if s := m.tcps[prefix]; s != nil {
+		return s
+	}
+	s := new(listener.TCPStats)
+	m.tcps[prefix] = s
+	label := prometheus.Labels{m.prefix + "_tcp_prefix": prefix}
+	for _, c := range []struct {
+		name, help string
+		v          func() uint64
+	}{
+		{"tcp_downstream_cx_total", "Connections handled by the TCP proxy.", s.CxTotal.Load},
+		{"tcp_downstream_cx_no_route", "Connections whose cluster was not found.", s.NoRoute.Load},
+		{"tcp_downstream_cx_rx_bytes_total", "Bytes read from downstream.", s.RxBytes.Load},
+		{"tcp_downstream_cx_tx_bytes_total", "Bytes written to downstream.", s.TxBytes.Load},
+		{"tcp_idle_timeout", "Connections closed by the idle timeout.", s.IdleTimeout.Load},
+	} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: m.prefix + "_" + c.name, Help: c.help, ConstLabels: label,
+		}, func() float64 { return float64(c.v()) }))
+	}
+	return s
 }
 
 // lisHTTPStats are listener.<address>.http.<stat_prefix>.*.
@@ -284,6 +318,7 @@ func (m *metrics) hcm(prefix string) *hcmStats {
 		cxLength:    m.hcmCxLength.WithLabelValues(prefix),
 		rqRedirect:  m.hcmRqRedirect.WithLabelValues(prefix),
 		rqDirect:    m.hcmRqDirect.WithLabelValues(prefix),
+		rqIdle:      m.hcmRqIdle.WithLabelValues(prefix),
 		conn:        conn,
 	}
 }

@@ -168,7 +168,9 @@ func (c *Chain) Filters() []Filter { return c.filters }
 // Serve owns x until it returns and closes x.Resp.Body. A failure after the
 // response headers were written aborts the stream: when the upstream broke,
 // Serve panics with http.ErrAbortHandler after the done phases, so that
-// net/http closes the connection (HTTP/1.1) or resets the stream (h2).
+// net/http closes the connection (HTTP/1.1) or resets the stream (h2). A
+// response body read error that carries a *ReplyError says why the
+// upstream side ended the stream: its flags and details are recorded.
 func (c *Chain) Serve(w http.ResponseWriter, x *Exchange, up Upstream) {
 	ctx := x.In.Context()
 	if len(c.segs) == 1 {

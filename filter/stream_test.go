@@ -226,6 +226,53 @@ func TestServeUpstreamReset(t *testing.T) {
 	}
 }
 
+// brokenBody yields data, then fails with err.
+type brokenBody struct {
+	data string
+	err  error
+}
+
+func (b *brokenBody) Read(p []byte) (int, error) {
+	if b.data == "" {
+		return 0, b.err
+	}
+	n := copy(p, b.data)
+	b.data = b.data[n:]
+	return n, nil
+}
+
+func (b *brokenBody) Close() error { return nil }
+
+// TestServeUpstreamEndsStream checks that a response body error carrying
+// a *ReplyError aborts the stream with the reply's flags and details.
+func TestServeUpstreamEndsStream(t *testing.T) {
+	up := UpstreamFunc(func(_ context.Context, x *Exchange) (*http.Response, error) {
+		re := &ReplyError{Status: http.StatusGatewayTimeout, Flags: FlagStreamIdleTimeout, Details: "stream_idle_timeout"}
+		return &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: -1, Request: x.Out,
+			Body: &brokenBody{data: "partial", err: fmt.Errorf("stream idle timeout: %w", re)}}, nil
+	})
+	done := make(chan *Exchange, 1)
+	c := mustChain(t, DoneFunc{FilterName: "done", Func: func(_ context.Context, x *Exchange) { done <- x }})
+	srv, client := startProxy(t, c, up, false, nil)
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || string(b) != "partial" {
+		t.Errorf("reading the body: %q, %v; want %q and an error", b, err, "partial")
+	}
+	select {
+	case x := <-done:
+		if x.Flags != FlagStreamIdleTimeout || x.Details != "stream_idle_timeout" || x.Err == nil {
+			t.Errorf("exchange flags %v details %q err %v, want SI, stream_idle_timeout and an error", x.Flags, x.Details, x.Err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnDone not called")
+	}
+}
+
 func TestServeConcurrent(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

@@ -177,6 +177,16 @@ func (c *Chain) copyBody(ctx context.Context, w http.ResponseWriter, x *Exchange
 			} else if ctx.Err() != nil {
 				x.Err = fmt.Errorf("read upstream body: %w", rerr)
 				x.Flags |= FlagDownstreamConnectionTermination
+			} else if re := (*ReplyError)(nil); errors.As(rerr, &re) {
+				// The upstream side ended the stream for a reason of its
+				// own (the stream idle timeout): too late for its reply,
+				// not for its flags and details.
+				x.Err = fmt.Errorf("read upstream body: %w", rerr)
+				x.Flags |= re.Flags
+				if re.Details != "" {
+					x.Details = re.Details
+				}
+				x.abort = true
 			} else if errors.Is(rerr, context.DeadlineExceeded) || errors.Is(x.Out.Context().Err(), context.DeadlineExceeded) {
 				// The route timeout cut the stream.
 				x.Err = fmt.Errorf("read upstream body: %w", rerr)

@@ -69,6 +69,18 @@ type Config struct {
 	// TLSHandshakeTimeout bounds the downstream TLS handshake; zero means
 	// DefaultTLSHandshakeTimeout.
 	TLSHandshakeTimeout time.Duration
+	// ProxyProtocol, if set, is Envoy's proxy_protocol listener filter:
+	// each connection starts with a PROXY protocol header, read within
+	// ListenerFiltersTimeout, whose addresses replace the socket's.
+	ProxyProtocol *ProxyProtocolConfig
+	// OriginalDst is Envoy's original_dst listener filter: the
+	// connection's local address becomes the destination it had before
+	// an iptables REDIRECT or DNAT (SO_ORIGINAL_DST, Linux only), or
+	// stays the socket's when there is no NAT entry. That address drives
+	// ChainMatch.DestinationPorts, and requests carry it for OriginalDst
+	// clusters (cluster.WithOriginalDestination). It runs before
+	// ProxyProtocol, whose header, when it has addresses, wins.
+	OriginalDst bool
 	// Observer, if set, is told about every connection handed to a chain
 	// (per-chain stats such as http.<prefix>.downstream_cx_total). A
 	// CountingObserver also gets per-chain ConnCounters kept up to date.
@@ -80,7 +92,7 @@ type Config struct {
 }
 
 // FilterChain is one way to terminate a connection: an optional TLS
-// termination followed by the HTTP connection manager.
+// termination followed by the HTTP connection manager or the TCP proxy.
 type FilterChain struct {
 	// Name identifies the chain in stats and to the Observer. It defaults to
 	// "filter_chains[i]" ("default_filter_chain" for the default chain) and
@@ -91,9 +103,11 @@ type FilterChain struct {
 	Match ChainMatch
 	// TLS terminates TLS on the connection; nil means plaintext.
 	TLS *TLSConfig
-	// HTTP is the HTTP connection manager that terminates this chain. It is
-	// required: it is the only terminal filter for now.
+	// HTTP is the HTTP connection manager that terminates this chain.
+	// Exactly one of HTTP and TCP is set.
 	HTTP *HTTPConfig
+	// TCP is the TCP proxy that terminates this chain.
+	TCP *TCPProxyConfig
 }
 
 // ChainMatch is Envoy's FilterChainMatch. Empty fields match anything; a
@@ -172,9 +186,14 @@ type HTTPConfig struct {
 	// default).
 	DisableRequestID bool
 	// StreamIdleTimeout is Envoy's stream_idle_timeout (zero means
-	// DefaultStreamIdleTimeout, negative disables). The listener does not
-	// enforce it; it is carried for the gateway's router, which sees body
-	// reads and writes.
+	// DefaultStreamIdleTimeout, negative disables); a route's IdleTimeout
+	// overrides it. The gateway's router enforces it, not the listener:
+	// when no byte moves on a stream for that long, waiting for the
+	// upstream response headers or between request or response body
+	// reads, the stream ends with a 504 (408 while the request body is
+	// still coming), or is aborted when its response has started; flag
+	// SI, counted as downstream_rq_idle_timeout. The timer starts with the
+	// upstream request; it is not made when the route timeout is shorter.
 	StreamIdleTimeout time.Duration
 	// RequestHeadersTimeout bounds reading a request's headers (Envoy
 	// request_headers_timeout); zero disables, as in Envoy.
@@ -324,8 +343,13 @@ func (fc *FilterChain) validate(path string) error {
 			return err
 		}
 	}
-	if fc.HTTP == nil {
-		return fmt.Errorf("%s.http: required (the HTTP connection manager is the only terminal filter)", path)
+	switch {
+	case fc.HTTP != nil && fc.TCP != nil:
+		return fmt.Errorf("%s.tcp: set with http: exactly one terminal filter allowed", path)
+	case fc.TCP != nil:
+		return fc.TCP.validate(path + ".tcp")
+	case fc.HTTP == nil:
+		return fmt.Errorf("%s.http: required, or tcp (a chain needs one terminal filter)", path)
 	}
 	return fc.HTTP.validate(path + ".http")
 }

@@ -197,7 +197,11 @@ func (l *Listener) serveH1(ch *chain, tc *trackedConn) {
 	c.br.Reset(&c.lr)
 	c.bw.Reset(tc)
 	c.remote = tc.RemoteAddr().String()
-	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), http.LocalAddrContextKey, tc.LocalAddr()))
+	ctx := context.WithValue(context.Background(), http.LocalAddrContextKey, tc.LocalAddr())
+	if fc, ok := tc.Conn.(*filteredConn); ok {
+		ctx = fc.context(ctx)
+	}
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.readDL, c.reqDL = time.Time{}, time.Time{}
 	c.hijacked = false
 	l.h1.add(c)

@@ -110,6 +110,7 @@ type Listener struct {
 	connWG   sync.WaitGroup // per-connection inspector goroutines
 	srvWG    sync.WaitGroup // one http.Server.Serve goroutine per chain
 	h1       h1Conns        // connections on the HTTP/1.1 fast path
+	tcp      tcpConns       // connections of TCP proxy chains
 
 	cxTotal    atomic.Uint64
 	cxActive   atomic.Int64
@@ -124,8 +125,10 @@ type table struct {
 	name             string
 	chains           []*chain
 	def              *chain
-	all              []*chain // chains and def
-	inspect          bool     // some chain needs the TLS inspector
+	all              []*chain             // chains and def
+	inspect          bool                 // some chain needs the TLS inspector
+	origDst          bool                 // the original_dst listener filter
+	proxy            *ProxyProtocolConfig // the proxy_protocol listener filter
 	filtersTimeout   time.Duration
 	handshakeTimeout time.Duration
 	drain            time.Duration
@@ -136,8 +139,9 @@ type chain struct {
 	name     string
 	match    ChainMatch
 	tls      *tls.Config
-	srv      *http.Server
-	h1       *h1Server // nil: plaintext HTTP/1 goes to srv too
+	srv      *http.Server // nil for a TCP proxy chain
+	h1       *h1Server    // nil: plaintext HTTP/1 goes to srv too
+	tcp      *tcpProxy    // non-nil for a TCP proxy chain
 	ln       *chanListener
 	observer Observer
 	ctr      *ConnCounters // from a CountingObserver; nil: none kept
@@ -183,6 +187,11 @@ func (l *Listener) build(cfg *Config) (*table, error) {
 		name:             cfg.Name,
 		filtersTimeout:   orDefault(cfg.ListenerFiltersTimeout, DefaultListenerFiltersTimeout),
 		handshakeTimeout: orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
+		origDst:          cfg.OriginalDst,
+	}
+	if cfg.ProxyProtocol != nil {
+		pp := *cfg.ProxyProtocol
+		t.proxy = &pp
 	}
 	errLog := log.New(io.Discard, "", 0)
 	if cfg.Logger != nil {
@@ -213,11 +222,21 @@ func (l *Listener) build(cfg *Config) (*table, error) {
 			t.inspect = true
 		}
 		t.drain = max(t.drain, ch.srvDrain())
+		if ch.srv != nil && t.listenerFilters() {
+			ch.srv.ConnContext = connContext
+		}
 	}
 	return t, nil
 }
 
+// listenerFilters reports whether connections go through original_dst or
+// proxy_protocol before chain selection.
+func (t *table) listenerFilters() bool { return t.origDst || t.proxy != nil }
+
 func (ch *chain) srvDrain() time.Duration {
+	if ch.srv == nil {
+		return DefaultDrainTimeout
+	}
 	if d, ok := ch.srv.Handler.(*hcm); ok {
 		return d.drain
 	}
@@ -252,6 +271,10 @@ func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog
 		ch.tls = c
 	} else {
 		protos.SetUnencryptedHTTP2(true)
+	}
+	if fc.TCP != nil {
+		ch.tcp = newTCPProxy(fc.TCP)
+		return ch, nil
 	}
 	hc := fc.HTTP
 	h := newHCM(hc)
@@ -308,6 +331,9 @@ func cloneMatch(m ChainMatch) ChainMatch {
 // start launches the server goroutine of every chain in t. l.mu is held.
 func (l *Listener) start(t *table) {
 	for _, ch := range t.all {
+		if ch.srv == nil {
+			continue // a TCP proxy: connections are served by serveTCP
+		}
 		l.live[ch] = struct{}{}
 		l.srvWG.Add(1)
 		go func() {
@@ -396,7 +422,7 @@ func (l *Listener) acceptLoop(ctx context.Context) {
 		l.cxTotal.Add(1)
 		l.cxActive.Add(1)
 		t := l.tab.Load()
-		if !t.inspect {
+		if !t.inspect && !t.listenerFilters() {
 			// Plaintext-only listeners pay for no peeking and no goroutine.
 			info := connInfo{port: addrPort(c.LocalAddr()), src: c.RemoteAddr(), transport: TransportRawBuffer}
 			if tc := l.attach(t.selectChain(&info), c, nil); tc != nil {
@@ -413,10 +439,25 @@ func (l *Listener) acceptLoop(ctx context.Context) {
 // then hands it to its chain.
 func (l *Listener) inspectConn(t *table, c net.Conn) {
 	defer l.connWG.Done()
-	stop := context.AfterFunc(l.ctx, func() { c.SetDeadline(aLongTimeAgo) })
+	raw := c // the socket; c may become a filteredConn around it
+	stop := context.AfterFunc(l.ctx, func() { raw.SetDeadline(aLongTimeAgo) })
 	c.SetReadDeadline(time.Now().Add(t.filtersTimeout))
-	info := connInfo{port: addrPort(c.LocalAddr()), src: c.RemoteAddr()}
-	prefix, err := l.inspect(c, &info)
+	var prefix []byte
+	var err error
+	if t.listenerFilters() {
+		if fc, ferr := runListenerFilters(t, raw); ferr == nil {
+			c = fc
+		} else {
+			err = ferr
+		}
+	}
+	info := connInfo{transport: TransportRawBuffer}
+	if err == nil {
+		info.port, info.src = addrPort(c.LocalAddr()), c.RemoteAddr()
+		if t.inspect {
+			prefix, err = l.inspect(c, &info)
+		}
+	}
 	if err != nil {
 		stop()
 		l.filterErrs.Add(1)
@@ -495,6 +536,11 @@ func (l *Listener) connGone() {
 // deliver hands c to its chain: to the HTTP/1.1 fast path for plaintext
 // connections when the chain has one, else to the chain's http.Server.
 func (l *Listener) deliver(ch *chain, c net.Conn) {
+	if ch.tcp != nil {
+		l.tcp.wg.Add(1)
+		go l.serveTCP(ch, c)
+		return
+	}
 	if tc, ok := c.(*trackedConn); ok && ch.h1 != nil && !tc.h2 {
 		tc.h2 = true // if it comes back, it is for HTTP/2
 		l.h1.wg.Add(1)
@@ -576,6 +622,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	l.h1.drain()
 	var wg sync.WaitGroup
 	wg.Go(func() { l.h1.wait(ctx) })
+	wg.Go(func() { l.tcp.wait(ctx) })
 	for _, ch := range l.liveChains() {
 		wg.Go(func() {
 			if err := ch.srv.Shutdown(ctx); err != nil {
@@ -599,10 +646,12 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 func (l *Listener) Close() error {
 	l.beginClose()
 	l.h1.closeAll()
+	l.tcp.closeAll()
 	for _, ch := range l.liveChains() {
 		ch.srv.Close()
 	}
 	l.h1.wg.Wait()
+	l.tcp.wg.Wait()
 	l.srvWG.Wait()
 	return nil
 }

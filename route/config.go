@@ -150,7 +150,8 @@ type Rule struct {
 	// IdleTimeout is the route's stream idle timeout (Envoy's
 	// RouteAction.idle_timeout). Zero means unset: the connection
 	// manager's stream idle timeout applies. A negative value disables
-	// the idle timeout for this route.
+	// the idle timeout for this route. The gateway's router enforces it
+	// (see listener.HTTPConfig.StreamIdleTimeout).
 	IdleTimeout time.Duration
 	// Retry is the rule's retry policy. Nil means the virtual host's.
 	Retry *RetryPolicy

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	proxyprotocolv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/proxy_protocol/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -53,9 +56,10 @@ const (
 //
 // Listener filters, network filters and HTTP filters are resolved by
 // name and typed_config: the TLS inspector is accepted (Portico inspects
-// ClientHellos whenever a chain needs it); original_dst, proxy_protocol
-// and any other listener filter, and every network filter but the HTTP
-// connection manager (tcp_proxy included), are rejected even in lenient
+// ClientHellos whenever a chain needs it), original_dst and proxy_protocol
+// set listener.Config's OriginalDst and ProxyProtocol; any other listener
+// filter, and every network filter but the HTTP
+// connection manager and tcp_proxy, are rejected even in lenient
 // mode, since dropping them would change how connections are read. HTTP
 // filters go through t.Filters: an unknown one that is is_optional is
 // skipped with a Warning (to OnUnsupported, in strict mode too, and to
@@ -87,7 +91,8 @@ func (t *Translator) Listener(l *listenerv3.Listener) (listener.Config, []route.
 }
 
 // validateListener runs listener.Config.Validate on a copy whose HTTP
-// configs have the handler the gateway will set.
+// configs have the handler, and TCP proxies the upstream, the gateway
+// will set.
 func validateListener(cfg listener.Config) error {
 	h := http.NotFoundHandler()
 	withHandler := func(fc listener.FilterChain) listener.FilterChain {
@@ -95,6 +100,11 @@ func validateListener(cfg listener.Config) error {
 			hc := *fc.HTTP
 			hc.Handler = h
 			fc.HTTP = &hc
+		}
+		if fc.TCP != nil {
+			tc := *fc.TCP
+			tc.Upstream = noUpstream
+			fc.TCP = &tc
 		}
 		return fc
 	}
@@ -108,6 +118,8 @@ func validateListener(cfg listener.Config) error {
 	}
 	return cfg.Validate()
 }
+
+func noUpstream(context.Context) (net.Conn, error) { return nil, errors.New("no upstream") }
 
 // ltx is the state of one listener translation.
 type ltx struct {
@@ -188,7 +200,7 @@ func (x *ltx) listener(l *listenerv3.Listener) (listener.Config, error) {
 		}
 	}
 	for i, lf := range l.GetListenerFilters() {
-		if err := x.listenerFilter(lf, fmt.Sprintf("listener_filters[%d]", i)); err != nil {
+		if err := x.listenerFilter(&cfg, lf, fmt.Sprintf("listener_filters[%d]", i)); err != nil {
 			return cfg, err
 		}
 	}
@@ -227,14 +239,19 @@ func socketAddress(a *corev3.Address, path string) (string, error) {
 	return net.JoinHostPort(host, strconv.FormatUint(uint64(sa.GetPortValue()), 10)), nil
 }
 
-// listenerFilter accepts the TLS inspector and rejects every other
-// listener filter, lenient or not: Portico's listener has no PROXY
-// protocol or original destination support, and dropping either would
-// misread connections.
-func (x *ltx) listenerFilter(lf *listenerv3.ListenerFilter, path string) error {
+// listenerFilter accepts the TLS inspector (implicit in Portico) and
+// turns original_dst and proxy_protocol into cfg.OriginalDst and
+// cfg.ProxyProtocol; their fields Portico does not implement (proxy
+// protocol rules, pass_through_tlvs other than empty, which keeps every
+// TLV) were reported by unpack with their path. Every other listener filter
+// is rejected, lenient or not, since dropping it would misread
+// connections.
+func (x *ltx) listenerFilter(cfg *listener.Config, lf *listenerv3.ListenerFilter, path string) error {
 	name := lf.GetName()
+	var m proto.Message
 	if a := lf.GetTypedConfig(); a != nil {
-		if _, err := x.unpack(a, path+".typed_config"); err != nil {
+		var err error
+		if m, err = x.unpack(a, path+".typed_config"); err != nil {
 			return err
 		}
 		name = messageName(a.GetTypeUrl())
@@ -243,9 +260,21 @@ func (x *ltx) listenerFilter(lf *listenerv3.ListenerFilter, path string) error {
 	case tlsInspectorName, "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":
 		return nil // implicit: the listener inspects whenever a chain needs it
 	case originalDstName, "envoy.extensions.filters.listener.original_dst.v3.OriginalDst":
-		return fmt.Errorf("%s: %s: the listener has no original destination support: %w", path, originalDstName, ErrUnsupported)
+		cfg.OriginalDst = true
+		return nil
 	case proxyProtocolName, "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol":
-		return fmt.Errorf("%s: %s: the listener does not read the PROXY protocol: %w", path, proxyProtocolName, ErrUnsupported)
+		pp, _ := m.(*proxyprotocolv3.ProxyProtocol) // nil without typed_config: defaults
+		// Lenient mode too: these change what reaches the chains.
+		if len(pp.GetRules()) > 0 {
+			return fmt.Errorf("%s.typed_config.rules: %w", path, ErrUnsupported)
+		}
+		if t := pp.GetPassThroughTlvs(); t != nil && (t.GetMatchType() != 0 || len(t.GetTlvType()) > 0) {
+			return fmt.Errorf("%s.typed_config.pass_through_tlvs: only empty (all TLVs kept): %w", path, ErrUnsupported)
+		}
+		cfg.ProxyProtocol = &listener.ProxyProtocolConfig{
+			AllowRequestsWithoutProxyProtocol: pp.GetAllowRequestsWithoutProxyProtocol(),
+		}
+		return nil
 	}
 	return fmt.Errorf("%s: listener filter %q: %w", path, lf.GetName(), ErrUnsupported)
 }
@@ -292,10 +321,46 @@ func (x *ltx) filterChain(fc *listenerv3.FilterChain, path, defName string) (lis
 				return out, err
 			}
 		case "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy":
-			return out, fmt.Errorf("%s: %s: Portico terminates HTTP only: %w", fpath, tcpProxyName, ErrUnsupported)
+			if i != len(filters)-1 {
+				return out, fmt.Errorf("%s: %s is terminal and must be the last filter", fpath, tcpProxyName)
+			}
+			m, err := x.unpack(a, fpath+".typed_config")
+			if err != nil {
+				return out, err
+			}
+			if out.TCP, err = tcpProxy(m.(*tcpv3.TcpProxy), fpath+".typed_config"); err != nil {
+				return out, err
+			}
 		default:
 			return out, fmt.Errorf("%s: network filter %q (%s): %w", fpath, f.GetName(), a.GetTypeUrl(), ErrUnsupported)
 		}
+	}
+	return out, nil
+}
+
+// tcpProxy translates a TCP proxy. Fields beyond stat_prefix, cluster,
+// idle_timeout and max_connect_attempts (weighted_clusters, on_demand,
+// tunneling_config, access_log...) are rejected by the allow-list before
+// it runs, with their path.
+func tcpProxy(m *tcpv3.TcpProxy, path string) (*listener.TCPProxyConfig, error) {
+	out := &listener.TCPProxyConfig{StatPrefix: m.GetStatPrefix(), Cluster: m.GetCluster()}
+	if m.GetWeightedClusters() != nil {
+		return nil, fmt.Errorf("%s.weighted_clusters: %w", path, ErrUnsupported)
+	}
+	if out.Cluster == "" {
+		return nil, fmt.Errorf("%s.cluster: required", path)
+	}
+	if d := m.GetIdleTimeout(); d != nil {
+		var err error
+		if out.IdleTimeout, err = duration(d, path+".idle_timeout"); err != nil {
+			return nil, err
+		}
+		if out.IdleTimeout == 0 {
+			out.IdleTimeout = -1 // Envoy: 0s disables it
+		}
+	}
+	if a := m.GetMaxConnectAttempts(); a != nil {
+		out.MaxConnectAttempts = int(a.GetValue())
 	}
 	return out, nil
 }

@@ -54,7 +54,16 @@ var listenerSupported = map[protoreflect.FullName][]protoreflect.Name{
 	"envoy.config.listener.v3.ListenerFilter":                         {"name", "typed_config"},
 	"envoy.config.core.v3.TransportSocket":                            {"name", "typed_config"},
 	"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector": {},
-	"envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer":      {},
+	"envoy.extensions.filters.listener.original_dst.v3.OriginalDst":   {},
+	"envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol": {
+		"allow_requests_without_proxy_protocol", "pass_through_tlvs",
+	},
+	// Empty only: INCLUDE_ALL, which is what the listener keeps.
+	"envoy.config.core.v3.ProxyProtocolPassThroughTLVs":          {},
+	"envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer": {},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy": {
+		"stat_prefix", "cluster", "idle_timeout", "max_connect_attempts",
+	},
 
 	// TLS termination.
 	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext": {

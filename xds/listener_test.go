@@ -217,27 +217,45 @@ func TestListenerErrors(t *testing.T) {
 		name, yaml string
 		want       string
 	}{
-		{"original dst", `
-name: l
-address: {socket_address: {address: 0.0.0.0, port_value: 80}}
-listener_filters:
-- name: envoy.filters.listener.original_dst
-  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
-filter_chains: [{filters: [{name: x, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, rds: {route_config_name: r, config_source: {ads: {}}}}}]}]
-`, `listener "l": listener_filters[0]: envoy.filters.listener.original_dst: the listener has no original destination support: not supported`},
-		{"proxy protocol", `
+		{"proxy protocol rules", `
 name: l
 address: {socket_address: {address: 0.0.0.0, port_value: 80}}
 listener_filters:
 - name: envoy.filters.listener.proxy_protocol
-  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol}
+  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol, rules: [{tlv_type: 1, on_tlv_present: {key: k}}]}
 filter_chains: [{filters: [{name: x, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, rds: {route_config_name: r, config_source: {ads: {}}}}}]}]
-`, `listener_filters[0]: envoy.filters.listener.proxy_protocol: the listener does not read the PROXY protocol: not supported`},
+`, `listener_filters[0].typed_config.rules: not supported`},
+		{"proxy protocol pass_through_tlvs", `
+name: l
+address: {socket_address: {address: 0.0.0.0, port_value: 80}}
+listener_filters:
+- name: envoy.filters.listener.proxy_protocol
+  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol, pass_through_tlvs: {match_type: INCLUDE, tlv_type: [1]}}
+filter_chains: [{filters: [{name: x, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, rds: {route_config_name: r, config_source: {ads: {}}}}}]}]
+`, `listener_filters[0].typed_config.pass_through_tlvs`},
+		{"proxy protocol stat_prefix", `
+name: l
+address: {socket_address: {address: 0.0.0.0, port_value: 80}}
+listener_filters:
+- name: envoy.filters.listener.proxy_protocol
+  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol, stat_prefix: p}
+filter_chains: [{filters: [{name: x, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, rds: {route_config_name: r, config_source: {ads: {}}}}}]}]
+`, `listener_filters[0].typed_config.stat_prefix: not supported`},
 		{"tcp proxy", `
 name: l
 address: {socket_address: {address: 0.0.0.0, port_value: 80}}
-filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: s, cluster: c}}]}]
-`, `filter_chains[0].filters[0]: envoy.filters.network.tcp_proxy: Portico terminates HTTP only: not supported`},
+filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: s, weighted_clusters: {clusters: [{name: a, weight: 1}]}}}]}]
+`, `filter_chains[0].filters[0].typed_config.weighted_clusters: not supported`},
+		{"tcp proxy tunneling", `
+name: l
+address: {socket_address: {address: 0.0.0.0, port_value: 80}}
+filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: s, cluster: c, tunneling_config: {hostname: h}}}]}]
+`, `filter_chains[0].filters[0].typed_config.tunneling_config: not supported`},
+		{"tcp proxy not last", `
+name: l
+address: {socket_address: {address: 0.0.0.0, port_value: 80}}
+filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: s, cluster: c}}, {name: x, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, rds: {route_config_name: r, config_source: {ads: {}}}}}]}]
+`, `filter_chains[0].filters[0]: envoy.filters.network.tcp_proxy is terminal and must be the last filter`},
 		{"listener field", `
 name: l
 address: {socket_address: {address: 0.0.0.0, port_value: 80}}
@@ -513,5 +531,45 @@ func TestListenerSupportedComplete(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestListenerFiltersProxyProtocolOriginalDst(t *testing.T) {
+	const hcm = `filter_chains: [{filters: [{name: x, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: s, rds: {route_config_name: r, config_source: {ads: {}}}}}]}]
+`
+	tests := []struct {
+		name, filters string
+		wantPP        *listener.ProxyProtocolConfig
+		wantOD        bool
+	}{
+		{"original dst", `
+- name: envoy.filters.listener.original_dst
+  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
+`, nil, true},
+		{"proxy protocol defaults", `
+- name: envoy.filters.listener.proxy_protocol
+  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol, pass_through_tlvs: {}}
+`, &listener.ProxyProtocolConfig{}, false},
+		{"both, allow without header", `
+- name: envoy.filters.listener.original_dst
+  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
+- name: envoy.filters.listener.proxy_protocol
+  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol, allow_requests_without_proxy_protocol: true}
+`, &listener.ProxyProtocolConfig{AllowRequestsWithoutProxyProtocol: true}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			y := "name: l\naddress: {socket_address: {address: 127.0.0.1, port_value: 80}}\nlistener_filters:" + tt.filters + hcm
+			got, _, _, err := (&Translator{}).Listener(ltListener(t, y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.OriginalDst != tt.wantOD {
+				t.Errorf("OriginalDst: got %v, want %v", got.OriginalDst, tt.wantOD)
+			}
+			if d := cmp.Diff(tt.wantPP, got.ProxyProtocol); d != "" {
+				t.Errorf("ProxyProtocol (-want +got):\n%s", d)
+			}
+		})
 	}
 }
