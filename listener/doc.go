@@ -4,7 +4,11 @@
 // name, transport protocol, application protocol, source prefix, most
 // specific wins), TLS termination with SNI-selected certificates, and the
 // HTTP connection manager (HCM) that serves HTTP/1.1, HTTP/2 over TLS (ALPN)
-// and h2c with prior knowledge on one port.
+// and h2c with prior knowledge on one port. A filter chain may end in a TCP
+// proxy instead ([FilterChain.TCP], Envoy's tcp_proxy), and two listener
+// filters run before chain selection when configured: PROXY protocol v1/v2
+// ([Config.ProxyProtocol]) and the original destination of a NAT-redirected
+// connection ([Config.OriginalDst]).
 //
 // What happens to a request after the HCM's hygiene (header and body
 // limits, hop-by-hop stripping, X-Forwarded-For / X-Forwarded-Proto,
