@@ -6,7 +6,7 @@
 //
 //	go run ./examples/llm-gateway                      # every model answered by the offline mock provider
 //	OPENAI_API_KEY=… ANTHROPIC_API_KEY=… GEMINI_API_KEY=… go run ./examples/llm-gateway
-//	go run ./examples/llm-gateway -config llm.json     # providers and models from a JSON file
+//	go run ./examples/llm-gateway -config llm.yaml     # providers, models, limits and prices from a YAML (or JSON) file
 //
 // With no configuration every model is answered by a built-in offline
 // mock provider, through the API of the provider its name suggests:
@@ -41,6 +41,8 @@ import (
 	"syscall"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/porticoproxy/portico"
 	"github.com/porticoproxy/portico/filter"
 	"github.com/porticoproxy/portico/listener"
@@ -64,7 +66,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- *por
 	fs := flag.NewFlagSet("llm-gateway", flag.ContinueOnError)
 	listen := fs.String("listen", ":8080", "address of the HTTP listener")
 	admin := fs.String("admin", "127.0.0.1:9901", "address of the admin API")
-	configFile := fs.String("config", "", "JSON file of providers and models (see llm.example.json); default: from the environment, else the mock provider")
+	configFile := fs.String("config", "", "YAML or JSON file of providers, models, limits and prices (see llm.example.yaml); default: from the environment, else the mock provider")
 	mockDelay := fs.Duration("mock-delay", 25*time.Millisecond, "pause between the mock provider's streamed events")
 	logCalls := fs.Bool("log-calls", true, "log one line per LLM call (provider, model, usage) to stdout")
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +80,11 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- *por
 		b, err := os.ReadFile(*configFile)
 		if err != nil {
 			return err
+		}
+		// YAML is a superset of JSON: both come here as JSON, field
+		// names as in llm.Config's json tags, unknown fields refused.
+		if b, err = yaml.YAMLToJSON(b); err != nil {
+			return fmt.Errorf("%s: %w", *configFile, err)
 		}
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()

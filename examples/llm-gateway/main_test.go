@@ -502,3 +502,63 @@ func waitFor(t *testing.T, out *syncBuffer, s string) {
 	}
 	t.Errorf("output lacks %q:\n%s", s, out.String())
 }
+
+// TestConfigFileYAML loads a YAML configuration with a limit: the second
+// request of a one-request-per-minute key is refused with 429.
+func TestConfigFileYAML(t *testing.T) {
+	noProviderEnv(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"msg_y","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"yaml"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}`)
+	}))
+	defer up.Close()
+	cfg := filepath.Join(t.TempDir(), "llm.yaml")
+	os.WriteFile(cfg, []byte(`# a YAML config
+providers:
+  - name: claude
+    kind: anthropic
+    base_url: "`+up.URL+`"
+    api_key: sk-yaml-SECRET
+models:
+  - {name: smart, provider: claude, upstream_model: claude-sonnet-4-5}
+limits:
+  - {name: one, key: api_key, window: 1m, requests: 1}
+`), 0o600)
+	base, _ := startExample(t, "-config", cfg)
+	client := openai.NewClient(ooption.WithBaseURL(base+"/v1/"), ooption.WithAPIKey("client-key"), ooption.WithMaxRetries(0))
+	params := openai.ChatCompletionNewParams{Model: "smart", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}
+	resp, err := client.Chat.Completions.New(ctxT(t), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Choices[0].Message.Content != "yaml" {
+		t.Errorf("content %q, want %q", resp.Choices[0].Message.Content, "yaml")
+	}
+	_, err = client.Chat.Completions.New(ctxT(t), params)
+	var apiErr *openai.Error
+	if !asError(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("second request: got %v, want a 429 *openai.Error", err)
+	}
+}
+
+// TestExampleYAMLLoads checks the shipped YAML example is a valid config.
+func TestExampleYAMLLoads(t *testing.T) {
+	noProviderEnv(t)
+	for _, k := range []string{"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"} {
+		t.Setenv(k, "test-key")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan *portico.Gateway, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"-listen", "127.0.0.1:0", "-admin", "-", "-config", "llm.example.yaml"}, io.Discard, ready)
+	}()
+	select {
+	case <-ready:
+	case err := <-errc:
+		t.Fatalf("llm.example.yaml: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("gateway did not start")
+	}
+}
