@@ -57,8 +57,10 @@ func (c LeastRequestConfig) Validate() error {
 // at O(ChoiceCount) cost. With unequal weights, or while an endpoint is in
 // slow start, it draws in proportion to the effective weight
 // weight × slow-start factor / (active+1)^ActiveRequestBias; Envoy keeps
-// an EDF schedule over these, which needs a lock, so this picker computes
-// the same proportions over the set in two lock-free O(n) passes instead.
+// an EDF schedule over these, which needs a lock, so this picker draws the
+// same proportions lock-free by rejection sampling: a draw by static
+// weight in O(log n), accepted with probability 1/(active+1)^bias (at most
+// 8 tries, then the best proposal seen).
 //
 // Active requests are counted per endpoint address: Pick increments the
 // counter and the PickResult's Done callback decrements it; the callback
@@ -141,6 +143,14 @@ func (b *LeastRequest) publish(sel *selection, endpoints []Endpoint) {
 		hs := &sel.sets[k]
 		s := &p.sets[k]
 		s.weights = hs.weights
+		if s.weights != nil {
+			s.cum = make([]float64, len(s.weights))
+			var sum float64
+			for i, w := range s.weights {
+				sum += w
+				s.cum[i] = sum
+			}
+		}
 		s.hosts = make([]*lrHost, len(hs.endpoints))
 		for i := range hs.endpoints {
 			s.hosts[i] = hosts[hs.endpoints[i].Address]
@@ -184,6 +194,7 @@ type lrSet struct {
 	// weights are the effective static weights (slow start included);
 	// nil when equal, which selects the power of N choices.
 	weights []float64
+	cum     []float64 // running sums of weights, for O(log n) draws
 }
 
 // Pick returns a lightly loaded endpoint of the selected set and counts
@@ -229,43 +240,75 @@ func (s *lrSet) pickChoices(skip, choice int) int {
 	return best
 }
 
-// pickWeighted draws in proportion to effective weights. Up to
-// snapshotSize endpoints, the weights are computed once into a stack
-// buffer; beyond that they are recomputed in a second pass, and as
-// counters move between passes it falls back to the last eligible
-// endpoint if the draw overshoots.
+// maxWeightedTries bounds the rejection sampling of pickWeighted.
+const maxWeightedTries = 8
+
+// pickWeighted draws in proportion to the effective weight
+// weight / (active+1)^bias by rejection sampling, in O(log n) per try with
+// no lock: a proposal is drawn in proportion to its static weight (slow
+// start included) by binary search over the running sums, then accepted
+// with probability 1/(active+1)^bias, which makes accepted picks exactly
+// proportional to the effective weight. When every endpoint is busy the
+// acceptance rate drops, so after maxWeightedTries rejections the proposal
+// with the highest effective weight seen wins.
 func (s *lrSet) pickWeighted(skip int, bias float64) int {
-	const snapshotSize = 128
-	var buf [snapshotSize]float64
-	n := len(s.hosts)
-	var total float64
-	for i := range n {
-		if i == skip {
-			continue
-		}
-		w := s.effectiveWeight(i, bias)
-		if i < snapshotSize {
-			buf[i] = w
-		}
-		total += w
-	}
-	r := rand.Float64() * total
-	last := -1
-	for i := range n {
-		if i == skip {
-			continue
-		}
-		last = i
-		w := buf[min(i, snapshotSize-1)]
-		if i >= snapshotSize {
-			w = s.effectiveWeight(i, bias)
-		}
-		r -= w
-		if r < 0 {
+	best, bestW := -1, -1.0
+	for range maxWeightedTries {
+		i := s.drawStatic(skip)
+		if bias == 0 {
 			return i
 		}
+		var f float64
+		if a := float64(s.hosts[i].load() + 1); bias == 1 {
+			f = 1 / a
+		} else {
+			f = math.Pow(a, -bias)
+		}
+		if f >= 1 || rand.Float64() < f {
+			return i
+		}
+		if w := s.weights[i] * f; w > bestW {
+			best, bestW = i, w
+		}
 	}
-	return last
+	return best
+}
+
+// drawStatic returns an index drawn in proportion to the static weights,
+// leaving out skip (-1 for none): the draw is made over the total minus
+// the skipped weight and shifted past the skipped range.
+func (s *lrSet) drawStatic(skip int) int {
+	cum := s.cum
+	n := len(cum)
+	total := cum[n-1]
+	var before, skipped float64
+	if skip >= 0 {
+		if skip > 0 {
+			before = cum[skip-1]
+		}
+		skipped = cum[skip] - before
+		total -= skipped
+	}
+	if total <= 0 {
+		return randomSkipping(n, skip)
+	}
+	r := rand.Float64() * total
+	if skip >= 0 && r >= before {
+		r += skipped
+	}
+	lo, hi := 0, n-1 // the first index whose running sum exceeds r
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if cum[mid] > r {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	if lo == skip { // r landed on the boundary through rounding
+		return randomSkipping(n, skip)
+	}
+	return lo
 }
 
 func (s *lrSet) effectiveWeight(i int, bias float64) float64 {
