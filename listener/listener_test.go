@@ -636,9 +636,19 @@ func TestUpdate(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	l.Close()
+	// net/http reports a closed connection from the connection's own
+	// goroutine, which may run just after Close returns.
+	want := map[string]int{"v1": 1, "v2": 1}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		obs.mu.Lock()
+		done := cmp.Equal(want, obs.closed)
+		obs.mu.Unlock()
+		if done && l.Stats().DownstreamCxDestroy == 2 {
+			break
+		}
+	}
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
-	want := map[string]int{"v1": 1, "v2": 1}
 	if diff := cmp.Diff(want, obs.open); diff != "" {
 		t.Errorf("OnConnOpen (-want +got):\n%s", diff)
 	}
