@@ -152,34 +152,10 @@ func (s *xdsSession) sotwFor(t rtype) (sotwStream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", s.streamName(t), err)
 	}
-	src := rtype(-1)
-	if s.aggregated {
-		for i := range s.sotw {
-			s.sotw[i] = st
-		}
-	} else {
-		s.sotw[t] = st
-		src = t
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			resp, err := st.Recv()
-			ev := streamEvent{s: s, t: src, sotw: resp, err: err}
-			if err != nil {
-				ev.sotw = nil
-			}
-			select {
-			case s.events <- ev:
-			case <-s.ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	src := install(s, s.sotw[:], t, st)
+	pump(s, st.Recv, func(resp *discoveryv3.DiscoveryResponse, err error) streamEvent {
+		return streamEvent{s: s, t: src, sotw: resp, err: err}
+	})
 	return st, nil
 }
 
@@ -211,26 +187,41 @@ func (s *xdsSession) deltaFor(t rtype) (deltaStream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s stream: %w", s.streamName(t), err)
 	}
-	src := rtype(-1)
+	src := install(s, s.deltas[:], t, st)
+	pump(s, st.Recv, func(resp *discoveryv3.DeltaDiscoveryResponse, err error) streamEvent {
+		return streamEvent{s: s, t: src, delta: resp, err: err}
+	})
+	return st, nil
+}
+
+// install puts a newly opened stream in its slots: every slot for an
+// aggregated stream, t's alone otherwise. It returns the type the stream's
+// events carry: -1 for an aggregated stream, else t.
+func install[S any](s *xdsSession, slots []S, t rtype, st S) rtype {
 	if s.aggregated {
-		for i := range s.deltas {
-			s.deltas[i] = st
+		for i := range slots {
+			slots[i] = st
 		}
-	} else {
-		s.deltas[t] = st
-		src = t
+		return -1
 	}
+	slots[t] = st
+	return t
+}
+
+// pump forwards a stream's responses, and finally its error, to the
+// session's event loop from a goroutine the session joins, until the
+// stream fails or the session ends.
+func pump[R any](s *xdsSession, recv func() (*R, error), event func(*R, error) streamEvent) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		for {
-			resp, err := st.Recv()
-			ev := streamEvent{s: s, t: src, delta: resp, err: err}
+			resp, err := recv()
 			if err != nil {
-				ev.delta = nil
+				resp = nil
 			}
 			select {
-			case s.events <- ev:
+			case s.events <- event(resp, err):
 			case <-s.ctx.Done():
 				return
 			}
@@ -239,7 +230,6 @@ func (s *xdsSession) deltaFor(t rtype) (deltaStream, error) {
 			}
 		}
 	}()
-	return st, nil
 }
 
 func (s *xdsSession) streamName(t rtype) string {
