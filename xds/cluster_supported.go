@@ -219,18 +219,7 @@ var upstreamSupported = map[protoreflect.FullName][]protoreflect.Name{
 }
 
 // upstreamSupportedSet is upstreamSupported indexed for lookups.
-var upstreamSupportedSet = indexUpstreamSupported(upstreamSupported)
-
-func indexUpstreamSupported(list map[protoreflect.FullName][]protoreflect.Name) map[protoreflect.FullName]map[protoreflect.Name]bool {
-	s := make(map[protoreflect.FullName]map[protoreflect.Name]bool, len(list))
-	for msg, fields := range list {
-		s[msg] = make(map[protoreflect.Name]bool, len(fields))
-		for _, f := range fields {
-			s[msg][f] = true
-		}
-	}
-	return s
-}
+var upstreamSupportedSet = indexAllowList(upstreamSupported)
 
 // init merges upstreamSupported into the package-wide allow-list (read
 // by checkSupported and TestSupportedComplete). Message types already

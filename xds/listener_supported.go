@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"fmt"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -163,18 +162,6 @@ func delegatedToRoute(name protoreflect.FullName) bool {
 
 var listenerSupportedSet = indexAllowList(listenerSupported)
 
-// indexAllowList indexes an allow-list for lookups.
-func indexAllowList(list map[protoreflect.FullName][]protoreflect.Name) map[protoreflect.FullName]map[protoreflect.Name]bool {
-	s := make(map[protoreflect.FullName]map[protoreflect.Name]bool, len(list))
-	for msg, fields := range list {
-		s[msg] = make(map[protoreflect.Name]bool, len(fields))
-		for _, f := range fields {
-			s[msg][f] = true
-		}
-	}
-	return s
-}
-
 // init merges listenerSupported and bootstrapSupported into the
 // package-wide allow-list, which TestSupportedComplete checks. Message
 // types already listed there keep their entry (the walks of this part use
@@ -200,40 +187,9 @@ func init() {
 // entries); any other unlisted message is a leaf read whole. Map values
 // are not descended into.
 func walkAllowed(set map[protoreflect.FullName]map[protoreflect.Name]bool, m protoreflect.Message, path string, report func(path, msg string)) {
-	name := m.Descriptor().FullName()
-	allowed, ok := set[name]
-	if !ok {
-		if delegatedToRoute(name) {
+	walkAllowList(set, m, path, report, func(m protoreflect.Message, path string) {
+		if delegatedToRoute(m.Descriptor().FullName()) {
 			checkSupported(m, path, report)
 		}
-		return
-	}
-	if len(m.GetUnknown()) > 0 {
-		report(orRoot(path), "unknown fields")
-	}
-	fields := m.Descriptor().Fields()
-	for i := range fields.Len() {
-		fd := fields.Get(i)
-		if !m.Has(fd) {
-			continue
-		}
-		p := string(fd.Name())
-		if path != "" {
-			p = path + "." + p
-		}
-		if !allowed[fd.Name()] {
-			report(p, ErrUnsupported.Error())
-			continue
-		}
-		switch v := m.Get(fd); {
-		case fd.IsMap():
-		case fd.IsList() && fd.Message() != nil:
-			l := v.List()
-			for j := range l.Len() {
-				walkAllowed(set, l.Get(j).Message(), fmt.Sprintf("%s[%d]", p, j), report)
-			}
-		case fd.Message() != nil:
-			walkAllowed(set, v.Message(), p, report)
-		}
-	}
+	})
 }

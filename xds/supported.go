@@ -84,16 +84,19 @@ var supported = map[protoreflect.FullName][]protoreflect.Name{
 }
 
 // supportedSet is supported indexed for lookups.
-var supportedSet = func() map[protoreflect.FullName]map[protoreflect.Name]bool {
-	s := make(map[protoreflect.FullName]map[protoreflect.Name]bool, len(supported))
-	for msg, fields := range supported {
+var supportedSet = indexAllowList(supported)
+
+// indexAllowList indexes an allow-list for lookups.
+func indexAllowList(list map[protoreflect.FullName][]protoreflect.Name) map[protoreflect.FullName]map[protoreflect.Name]bool {
+	s := make(map[protoreflect.FullName]map[protoreflect.Name]bool, len(list))
+	for msg, fields := range list {
 		s[msg] = make(map[protoreflect.Name]bool, len(fields))
 		for _, f := range fields {
 			s[msg][f] = true
 		}
 	}
 	return s
-}()
+}
 
 // checkSupported walks m and calls report for every set field that is not
 // in the allow-list and for unknown fields (from a newer proto), with the
@@ -101,9 +104,20 @@ var supportedSet = func() map[protoreflect.FullName]map[protoreflect.Name]bool {
 // deterministic. Map values (typed_per_filter_config's Any) are opaque and
 // not descended into.
 func checkSupported(m protoreflect.Message, path string, report func(path, msg string)) {
-	allowed, ok := supportedSet[m.Descriptor().FullName()]
+	walkAllowList(supportedSet, m, path, report, nil)
+}
+
+// walkAllowList is the walk behind checkSupported over the allow-list
+// set. A message type set does not list is a leaf read whole, unless
+// unlisted is not nil: then it is handed to unlisted.
+func walkAllowList(set map[protoreflect.FullName]map[protoreflect.Name]bool, m protoreflect.Message, path string,
+	report func(path, msg string), unlisted func(m protoreflect.Message, path string)) {
+	allowed, ok := set[m.Descriptor().FullName()]
 	if !ok {
-		return // a well-known leaf type
+		if unlisted != nil {
+			unlisted(m, path)
+		}
+		return
 	}
 	if len(m.GetUnknown()) > 0 {
 		report(orRoot(path), "unknown fields")
@@ -127,10 +141,10 @@ func checkSupported(m protoreflect.Message, path string, report func(path, msg s
 		case fd.IsList() && fd.Message() != nil:
 			l := v.List()
 			for j := range l.Len() {
-				checkSupported(l.Get(j).Message(), fmt.Sprintf("%s[%d]", p, j), report)
+				walkAllowList(set, l.Get(j).Message(), fmt.Sprintf("%s[%d]", p, j), report, unlisted)
 			}
 		case fd.Message() != nil:
-			checkSupported(v.Message(), p, report)
+			walkAllowList(set, v.Message(), p, report, unlisted)
 		}
 	}
 }
