@@ -289,7 +289,7 @@ func (c *Cluster) Send(r *Request) (*http.Response, error) {
 	} else if c.h1 != nil && h1Eligible(req) {
 		resp, err = c.h1.roundTrip(req.Context(), req, addr, deadline)
 	} else if !deadline.IsZero() && !isUpgrade(req) {
-		resp, err = c.roundTripDeadline(req, deadline)
+		resp, err = roundTripUntil(c.transport, req, deadline)
 	} else {
 		deadline = time.Time{}
 		resp, err = c.transport.RoundTrip(req)
@@ -323,26 +323,6 @@ func (c *Cluster) Send(r *Request) (*http.Response, error) {
 }
 
 var errNoURL = errors.New("request has no URL")
-
-// roundTripDeadline sends req through the Transport under deadline: the
-// deadline's context ends with the response body.
-func (c *Cluster) roundTripDeadline(req *http.Request, deadline time.Time) (*http.Response, error) {
-	ctx, cancel := context.WithDeadline(req.Context(), deadline)
-	resp, err := c.transport.RoundTrip(req.WithContext(ctx))
-	if err != nil {
-		if ctx.Err() != nil && req.Context().Err() == nil {
-			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
-		}
-		cancel()
-		return nil, err
-	}
-	if resp.Body == nil || resp.Body == http.NoBody {
-		cancel()
-		return resp, nil
-	}
-	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
-}
 
 // cancelBody releases a deadline context when its body ends.
 type cancelBody struct {

@@ -433,8 +433,8 @@ func (c *Cluster) sendWrapped(req *http.Request, deadline time.Time) (*http.Resp
 	return roundTripUntil(x.chain, req, deadline)
 }
 
-// roundTripUntil runs rt under deadline, which ends with the response
-// body, as Cluster.roundTripDeadline does for the Transport.
+// roundTripUntil runs rt under deadline, whose context ends with the
+// response body.
 func roundTripUntil(rt http.RoundTripper, req *http.Request, deadline time.Time) (*http.Response, error) {
 	ctx, cancel := context.WithDeadline(req.Context(), deadline)
 	resp, err := rt.RoundTrip(req.WithContext(ctx))
