@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,10 +24,12 @@ import (
 // bookkeeping costs more CPU than the exchange itself. h1Pool instead does
 // the whole exchange on the caller's goroutine: pop an idle connection,
 // write the head into its bufio.Writer, flush once, parse the response
-// with http.ReadResponse. It serves only requests with no body and no
-// upgrade over plain TCP; everything else keeps using the Transport,
-// whose write goroutine is what lets a request body stream while the
-// response arrives.
+// with http.ReadResponse. It serves requests over plain TCP with no
+// upgrade and either no body or a small one a filter already holds in
+// memory (GetBody set, Content-Length known, at most h1MaxBody bytes:
+// LLM requests, buffered JSON). Everything else keeps using the
+// Transport, whose write goroutine is what lets a streamed request body
+// flow while the response arrives.
 
 const (
 	// h1ReadBufferSize is a pooled connection's read buffer. Response
@@ -42,6 +45,11 @@ const (
 	// h1Max1xx is how many 1xx informational responses may precede the
 	// final one, as in http.Transport.
 	h1Max1xx = 5
+	// h1MaxBody is the largest in-memory request body the synchronous
+	// path sends. The whole body is written before the response is read,
+	// so it must fit the socket's send buffer even when the server
+	// answers without reading it (Linux starts at 16 KiB and grows).
+	h1MaxBody = 16 << 10
 )
 
 // aLongTimeAgo is a deadline in the past: setting it aborts blocked I/O.
@@ -54,13 +62,20 @@ var (
 	errUnexpected101   = errors.New("101 Switching Protocols without an upgrade request: invalid response")
 )
 
-// h1Eligible reports whether req can take the synchronous path: no body,
-// no upgrade, nothing for http.Transport to add, and a head that passes
-// the validation the Transport would apply. A request that fails here
-// goes to the Transport, which reports the same errors as always.
+// h1Eligible reports whether req can take the synchronous path: no body
+// or a small buffered one (see h1BufferedBody), no upgrade, nothing for
+// http.Transport to add, and a head that passes the validation the
+// Transport would apply. A request that fails here goes to the
+// Transport, which reports the same errors as always.
 func h1Eligible(req *http.Request) bool {
-	if (req.Body != nil && req.Body != http.NoBody) || req.ContentLength != 0 ||
-		req.Close || len(req.TransferEncoding) > 0 || len(req.Trailer) > 0 || req.URL.User != nil {
+	if req.Close || len(req.TransferEncoding) > 0 || len(req.Trailer) > 0 || req.URL.User != nil {
+		return false
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		if !h1BufferedBody(req) {
+			return false
+		}
+	} else if req.ContentLength != 0 {
 		return false
 	}
 	h := req.Header
@@ -95,6 +110,18 @@ func h1Eligible(req *http.Request) bool {
 		}
 	}
 	return true
+}
+
+// h1BufferedBody reports whether req's body is one the synchronous path
+// sends: held in memory by a filter (GetBody set, so it can be sent
+// again on a fresh connection), of known length up to h1MaxBody, and not
+// waiting for a 100 Continue.
+func h1BufferedBody(req *http.Request) bool {
+	if req.GetBody == nil || req.ContentLength <= 0 || req.ContentLength > h1MaxBody {
+		return false
+	}
+	_, expect := req.Header["Expect"]
+	return !expect
 }
 
 func isASCII(s string) bool {
@@ -140,12 +167,21 @@ func (p *h1Pool) endpoint(addr string) *h1Endpoint {
 	return e.(*h1Endpoint)
 }
 
-// roundTrip sends the bodiless req to addr and returns the response with
-// its headers read. A stale pooled connection (closed by the server
-// while idle) is replaced by a fresh one and the request sent again once,
-// under net/http's rules; nothing is retried once a response byte was
-// read. Errors are raw: Send classifies them.
+// roundTrip sends req (bodiless, or with a body h1BufferedBody accepts)
+// to addr and returns the response with its headers read. A stale pooled
+// connection (closed by the server while idle) is replaced by a fresh
+// one and the request sent again once, under net/http's rules, with its
+// body from GetBody; nothing is retried once a response byte was read.
+// req.Body is closed, as a RoundTripper must. Errors are raw: Send
+// classifies them.
 func (p *h1Pool) roundTrip(ctx context.Context, req *http.Request, addr string, deadline time.Time) (*http.Response, error) {
+	body := req.Body
+	if body == http.NoBody {
+		body = nil
+	}
+	if body != nil {
+		defer body.Close()
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -156,23 +192,37 @@ func (p *h1Pool) roundTrip(ctx context.Context, req *http.Request, addr string, 
 		pc = e.pop()
 	}
 	if pc == nil {
-		return e.dialAndRoundTrip(ctx, req, deadline)
+		return e.dialAndRoundTrip(ctx, req, body, deadline)
 	}
-	resp, retry, err := pc.roundTrip(ctx, req, true, deadline)
+	resp, retry, err := pc.roundTrip(ctx, req, body, true, deadline)
 	if err == nil || !retry || ctx.Err() != nil || !staleConnErr(err) {
 		return resp, err
 	}
-	return e.dialAndRoundTrip(ctx, req, deadline)
+	if body != nil {
+		b, gerr := req.GetBody()
+		if gerr != nil {
+			return nil, err
+		}
+		defer b.Close()
+		body = b
+	}
+	return e.dialAndRoundTrip(ctx, req, body, deadline)
 }
 
-func (e *h1Endpoint) dialAndRoundTrip(ctx context.Context, req *http.Request, deadline time.Time) (*http.Response, error) {
+func (e *h1Endpoint) dialAndRoundTrip(ctx context.Context, req *http.Request, body io.Reader, deadline time.Time) (*http.Response, error) {
 	conn, err := e.pool.cluster.dialContext(ctx, "tcp", e.addr)
 	if err != nil {
 		return nil, err
 	}
 	pc := newH1Conn(e, conn)
-	resp, _, err := pc.roundTrip(ctx, req, false, deadline)
+	resp, _, err := pc.roundTrip(ctx, req, body, false, deadline)
 	return resp, err
+}
+
+// errBodyLength reports a request body shorter or longer than its
+// Content-Length; the message is http.Transport's.
+func errBodyLength(req *http.Request, n int64) error {
+	return fmt.Errorf("http: ContentLength=%d with Body length %d", req.ContentLength, n)
 }
 
 // staleConnErr reports whether err is how a connection the server closed
@@ -347,7 +397,7 @@ func (pc *h1Conn) abortIO() { pc.conn.SetDeadline(aLongTimeAgo) }
 // a 408 on one is what some servers (HAProxy) write to an idle
 // connection before closing it, so it is treated as the connection
 // having gone stale, as http.Transport does.
-func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, reused bool, deadline time.Time) (resp *http.Response, retry bool, err error) {
+func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, body io.Reader, reused bool, deadline time.Time) (resp *http.Response, retry bool, err error) {
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
 	}
@@ -359,6 +409,22 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, reused bool,
 		pc.stop = context.AfterFunc(ctx, pc.cancel)
 	}
 	writeHead(pc.bw, req)
+	if body != nil {
+		// At most h1MaxBody bytes, so the head and the body usually leave
+		// in one write.
+		n, err := io.Copy(pc.bw, io.LimitReader(body, req.ContentLength+1))
+		if err != nil {
+			// A write to a connection the server closed while it sat idle
+			// (the body filled the buffer); the caller retries stale
+			// connections. The request was incomplete: no server acted on it.
+			pc.close()
+			return nil, true, err
+		}
+		if n != req.ContentLength {
+			pc.close()
+			return nil, false, errBodyLength(req, n)
+		}
+	}
 	if err := pc.bw.Flush(); err != nil {
 		pc.close()
 		return nil, true, err
@@ -440,8 +506,8 @@ func (pc *h1Conn) close() {
 // comes from req.Host or the URL; Host, Content-Length,
 // Transfer-Encoding and Trailer fields in req.Header are skipped, as
 // http.Request.Write skips them. Nothing is added: no User-Agent, no
-// Accept-Encoding. POST, PUT and PATCH get Content-Length: 0, as the
-// Transport sends them.
+// Accept-Encoding. A body's length is req.ContentLength; bodiless POST,
+// PUT and PATCH get Content-Length: 0, as the Transport sends them.
 func writeHead(w *bufio.Writer, req *http.Request) {
 	method := req.Method
 	if method == "" {
@@ -470,9 +536,16 @@ func writeHead(w *bufio.Writer, req *http.Request) {
 		w.WriteString(u.Host)
 	}
 	w.WriteString("\r\n")
-	switch method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch:
-		w.WriteString("Content-Length: 0\r\n")
+	if req.ContentLength > 0 {
+		var b [20]byte
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(b[:0], req.ContentLength, 10))
+		w.WriteString("\r\n")
+	} else {
+		switch method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			w.WriteString("Content-Length: 0\r\n")
+		}
 	}
 	for k, vs := range req.Header {
 		switch k {

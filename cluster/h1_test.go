@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +39,12 @@ func newH1Server(t *testing.T, respond func(conn int, r *http.Request, w io.Writ
 			if err != nil {
 				return
 			}
-			io.Copy(io.Discard, r.Body)
+			// respond sees the body as read whole before the response.
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 			if !respond(idx, r, conn) {
 				return
 			}
@@ -70,8 +76,12 @@ func TestH1RequestHead(t *testing.T) {
 	heads := make(chan string, 10)
 	s := newH1Server(t, func(_ int, r *http.Request, w io.Writer) bool {
 		var b strings.Builder
+		body, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(&b, "%s %s host=%s ua=%q cl=%q x=%q", r.Method, r.RequestURI, r.Host,
 			r.Header.Values("User-Agent"), r.Header.Values("Content-Length"), r.Header.Values("X-Test"))
+		if len(body) > 0 {
+			fmt.Fprintf(&b, " body=%.8q(%d)", body, len(body))
+		}
 		heads <- b.String()
 		io.WriteString(w, "HTTP/1.1 204 No Content\r\n\r\n")
 		return true
@@ -97,10 +107,17 @@ func TestH1RequestHead(t *testing.T) {
 			want: `DELETE / host=` + s.addr + ` ua=[] cl=[] x=[]`},
 		{name: "empty post", method: "POST", url: "http://u/p", body: http.NoBody,
 			want: `POST /p host=` + s.addr + ` ua=[] cl=["0"] x=[]`},
+		// A body in memory (GetBody set) stays on the synchronous path.
+		{name: "buffered body", method: "PUT", url: "http://u/p", body: strings.NewReader("hi"),
+			want: `PUT /p host=` + s.addr + ` ua=[] cl=["2"] x=[] body="hi"(2)`},
 		// The Transport path adds its User-Agent: proof the request left
 		// the synchronous path.
-		{name: "body goes to transport", method: "POST", url: "http://u/p", body: strings.NewReader("hi"),
-			want: `POST /p host=` + s.addr + ` ua=["Go-http-client/1.1"] cl=["2"] x=[]`},
+		{name: "streamed body goes to transport", method: "POST", url: "http://u/p", body: struct{ io.Reader }{strings.NewReader("hi")},
+			want: `POST /p host=` + s.addr + ` ua=["Go-http-client/1.1"] cl=[] x=[] body="hi"(2)`},
+		{name: "large buffered body goes to transport", method: "POST", url: "http://u/p", body: strings.NewReader(strings.Repeat("x", h1MaxBody+1)),
+			want: `POST /p host=` + s.addr + ` ua=["Go-http-client/1.1"] cl=["16385"] x=[] body="xxxxxxxx"(16385)`},
+		{name: "expect continue goes to transport", method: "POST", url: "http://u/p", body: strings.NewReader("hi"), header: http.Header{"Expect": {"100-continue"}},
+			want: `POST /p host=` + s.addr + ` ua=["Go-http-client/1.1"] cl=["2"] x=[] body="hi"(2)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -503,5 +520,55 @@ func TestH1Allocs(t *testing.T) {
 	})
 	if allocs > 12 {
 		t.Errorf("allocations per Send = %v, want at most 12", allocs)
+	}
+}
+
+// A buffered body is sent again, from GetBody, when a pooled connection
+// turns out stale; the server must see it whole every time.
+func TestH1StaleConnRetryBody(t *testing.T) {
+	bodies := make(chan string, 10)
+	s := newH1Server(t, func(_ int, r *http.Request, w io.Writer) bool {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- string(b)
+		io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return false
+	})
+	c := newTestCluster(t, Config{Endpoints: []Endpoint{{Address: s.addr}}})
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		r := newReq(t, ctx, http.MethodPost, strings.NewReader("payload"))
+		r.HTTP.Header.Set("Idempotency-Key", "k") // replayable once sent
+		resp, err := c.Send(r)
+		if err != nil {
+			cancel()
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		cancel()
+		if got := <-bodies; got != "payload" {
+			t.Fatalf("request %d: server saw body %q, want payload", i, got)
+		}
+		if i%2 == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// A buffered body shorter than its Content-Length fails the request
+// without sending it, with net/http's message.
+func TestH1BodyLengthMismatch(t *testing.T) {
+	s := newH1Server(t, func(_ int, r *http.Request, w io.Writer) bool {
+		t.Errorf("server got a request: %s %s", r.Method, r.URL)
+		return false
+	})
+	c := newTestCluster(t, Config{Endpoints: []Endpoint{{Address: s.addr}}})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	r := newReq(t, ctx, http.MethodPost, strings.NewReader("abc"))
+	r.HTTP.ContentLength = 5
+	_, err := c.Send(r)
+	if err == nil || !strings.Contains(err.Error(), "ContentLength=5 with Body length 3") {
+		t.Fatalf("Send() error = %v, want the length mismatch", err)
 	}
 }

@@ -59,13 +59,21 @@ func newConnServer(t *testing.T, h2c bool) *connServer {
 }
 
 // do sends one request with method (a body for POST) to path.
+// postBuffered is a method for do: a POST whose body is in memory
+// (GetBody set), which takes the synchronous path; a plain POST's body is
+// streamed, which takes the Transport.
+const postBuffered = "POST (buffered)"
+
 func do(t *testing.T, c *Cluster, method, path string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	var body io.Reader
-	if method == http.MethodPost {
-		body = strings.NewReader("payload")
+	switch method {
+	case http.MethodPost:
+		body = struct{ io.Reader }{strings.NewReader("payload")} // no GetBody
+	case postBuffered:
+		method, body = http.MethodPost, strings.NewReader("payload")
 	}
 	r := newReq(t, ctx, method, body)
 	r.HTTP.URL.Path = path
@@ -92,10 +100,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestMaxRequestsPerConnection(t *testing.T) {
 	tests := []struct {
 		name   string
-		method string // GET takes the synchronous path, POST the Transport
+		method string // GET and postBuffered take the synchronous path, POST the Transport
 		h2c    bool
 	}{
 		{"h1 sync", http.MethodGet, false},
+		{"h1 sync body", postBuffered, false},
 		{"h1 transport", http.MethodPost, false},
 		{"h2c no body", http.MethodGet, true},
 		{"h2c body", http.MethodPost, true},
@@ -125,7 +134,7 @@ func TestMaxRequestsPerConnection(t *testing.T) {
 }
 
 func TestMaxConnectionDuration(t *testing.T) {
-	for _, method := range []string{http.MethodGet, http.MethodPost} {
+	for _, method := range []string{http.MethodGet, postBuffered, http.MethodPost} {
 		t.Run(method, func(t *testing.T) {
 			s := newConnServer(t, false)
 			const d = 150 * time.Millisecond
@@ -173,7 +182,7 @@ func TestMaxConnectionDuration(t *testing.T) {
 }
 
 func TestMaxConnectionsOverflow(t *testing.T) {
-	for _, method := range []string{http.MethodGet, http.MethodPost} {
+	for _, method := range []string{http.MethodGet, postBuffered, http.MethodPost} {
 		t.Run(method, func(t *testing.T) {
 			s := newConnServer(t, false)
 			c := newTestCluster(t, Config{

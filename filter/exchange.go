@@ -225,17 +225,70 @@ func (x *Exchange) Body() ([]byte, error) {
 		return nil, nil
 	}
 	limit := x.bufferLimit()
-	b, err := io.ReadAll(io.LimitReader(x.Out.Body, limit+1))
+	b, err := ReadBody(x.Out.Body, x.Out.ContentLength, limit)
 	if err != nil {
+		if errors.Is(err, ErrBufferLimit) {
+			return nil, fmt.Errorf("request body: %w (%d bytes)", ErrBufferLimit, limit)
+		}
 		return nil, fmt.Errorf("read request body: %w", err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("request body: %w (%d bytes)", ErrBufferLimit, limit)
 	}
 	x.Out.Body.Close()
 	x.setOutBody(b)
 	return b, nil
 }
+
+// ReadBody reads r to its end, at most limit bytes; more is an error
+// wrapping ErrBufferLimit. size is the length r announced (a
+// Content-Length; -1 when unknown): a body that has one is read into a
+// buffer of that size, in one allocation, and read on to its EOF, so that
+// a pooled connection behind it is released. It does not close r.
+func ReadBody(r io.Reader, size, limit int64) ([]byte, error) {
+	if size < 0 || size > limit {
+		b, err := io.ReadAll(io.LimitReader(r, limit+1))
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(b)) > limit {
+			return nil, ErrBufferLimit
+		}
+		return b, nil
+	}
+	// One byte of room past the announced size tells a longer body.
+	b := make([]byte, size+1)
+	n, err := io.ReadAtLeast(r, b, len(b))
+	switch err {
+	case nil:
+		// More than announced: read the rest under the limit.
+		rest, err := io.ReadAll(io.LimitReader(r, limit+1-int64(n)))
+		if err != nil {
+			return nil, err
+		}
+		b = append(b[:n], rest...)
+		if int64(len(b)) > limit {
+			return nil, ErrBufferLimit
+		}
+		return b, nil
+	case io.ErrUnexpectedEOF, io.EOF:
+		return b[:n:n], nil
+	}
+	return nil, err
+}
+
+func getNoBody() (io.ReadCloser, error) { return http.NoBody, nil }
+
+// BytesBody is a request or response body read from memory: a
+// bytes.Reader whose Close does nothing, in one allocation.
+type BytesBody struct{ bytes.Reader }
+
+// NewBytesBody returns a body that reads b.
+func NewBytesBody(b []byte) *BytesBody {
+	bb := new(BytesBody)
+	bb.Reset(b)
+	return bb
+}
+
+// Close implements io.Closer; it does nothing.
+func (*BytesBody) Close() error { return nil }
 
 // SetBody replaces the outgoing request body with b and sets its length.
 func (x *Exchange) SetBody(b []byte) {
@@ -248,10 +301,10 @@ func (x *Exchange) setOutBody(b []byte) {
 	x.Out.ContentLength = int64(len(b))
 	if len(b) == 0 {
 		x.Out.Body = http.NoBody
-		x.Out.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+		x.Out.GetBody = getNoBody
 	} else {
-		x.Out.Body = io.NopCloser(bytes.NewReader(b))
-		x.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+		x.Out.Body = NewBytesBody(b)
+		x.Out.GetBody = func() (io.ReadCloser, error) { return NewBytesBody(b), nil }
 	}
 	x.Out.Header.Del("Transfer-Encoding")
 	x.Out.TransferEncoding = nil

@@ -525,7 +525,8 @@ func (g *Gateway) admitLimits(ctx context.Context, x *filter.Exchange, api API, 
 	}
 	model := call.RequestModel
 	var ident requestIdentity
-	var key []byte
+	var kb [128]byte // ordinary keys fit: no allocation to build them
+	key := kb[:0]
 	var estimate int64 = -1
 	for i := range l.limits {
 		cl := &l.limits[i]
@@ -646,15 +647,42 @@ func setRateLimitHeaders(h http.Header, cs []counter, now time.Time) {
 	if req == nil && tok == nil {
 		return
 	}
-	vals := make([]string, 6) // one allocation for the six header values
+	// The six values are written into one buffer and sliced out of one
+	// string: two allocations instead of six.
+	var buf [128]byte
+	b := buf[:0]
+	var ends [6]int
 	if req != nil {
-		vals[0], vals[1], vals[2] = strconv.FormatInt(req.capacity, 10), strconv.FormatInt(req.remaining(), 10), formatReset(req.untilFull(now))
+		b = strconv.AppendInt(b, req.capacity, 10)
+		ends[0] = len(b)
+		b = strconv.AppendInt(b, req.remaining(), 10)
+		ends[1] = len(b)
+		b = appendReset(b, req.untilFull(now))
+		ends[2] = len(b)
+	}
+	if tok != nil {
+		b = strconv.AppendInt(b, tok.capacity, 10)
+		ends[3] = len(b)
+		b = strconv.AppendInt(b, tok.remaining(), 10)
+		ends[4] = len(b)
+		b = appendReset(b, tok.untilFull(now))
+		ends[5] = len(b)
+	}
+	all := string(b)
+	vals := make([]string, 6)
+	start := 0
+	for i, end := range ends {
+		if end >= start { // zero for the absent counter's values
+			vals[i] = all[start:end]
+			start = end
+		}
+	}
+	if req != nil {
 		h["X-Ratelimit-Limit-Requests"] = vals[0:1:1]
 		h["X-Ratelimit-Remaining-Requests"] = vals[1:2:2]
 		h["X-Ratelimit-Reset-Requests"] = vals[2:3:3]
 	}
 	if tok != nil {
-		vals[3], vals[4], vals[5] = strconv.FormatInt(tok.capacity, 10), strconv.FormatInt(tok.remaining(), 10), formatReset(tok.untilFull(now))
 		h["X-Ratelimit-Limit-Tokens"] = vals[3:4:4]
 		h["X-Ratelimit-Remaining-Tokens"] = vals[4:5:5]
 		h["X-Ratelimit-Reset-Tokens"] = vals[5:6:6]
@@ -698,14 +726,21 @@ func admissionEstimate(body []byte) int64 {
 
 // formatReset formats a duration as OpenAI's reset headers do ("1s",
 // "6m0s", "120ms").
-func formatReset(d time.Duration) string {
+func formatReset(d time.Duration) string { return string(appendReset(nil, d)) }
+
+// appendReset appends formatReset(d) to b.
+func appendReset(b []byte, d time.Duration) []byte {
 	switch {
 	case d <= 0:
-		return "0s"
+		return append(b, "0s"...)
 	case d < time.Second:
-		return strconv.FormatInt(max(d.Milliseconds(), 1), 10) + "ms"
+		return append(strconv.AppendInt(b, max(d.Milliseconds(), 1), 10), "ms"...)
 	}
-	return d.Round(time.Millisecond).String()
+	d = d.Round(time.Millisecond)
+	if d%time.Second == 0 && d < time.Minute {
+		return append(strconv.AppendInt(b, int64(d/time.Second), 10), 's')
+	}
+	return append(b, d.String()...)
 }
 
 // chargeLimits charges the request's usage and cost to its token buckets

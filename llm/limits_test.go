@@ -345,3 +345,20 @@ func TestLimitsConfig(t *testing.T) {
 		}
 	}
 }
+
+// formatReset writes what OpenAI's reset headers hold: Go's duration
+// format at millisecond precision, "Nms" below a second.
+func TestFormatReset(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{-time.Second, "0s"}, {0, "0s"}, {time.Microsecond, "1ms"}, {120 * time.Millisecond, "120ms"},
+		{time.Second, "1s"}, {1500 * time.Millisecond, "1.5s"}, {59 * time.Second, "59s"},
+		{time.Minute, "1m0s"}, {6*time.Minute + 1234*time.Microsecond, "6m0.001s"}, {25 * time.Hour, "25h0m0s"},
+	} {
+		if got := formatReset(tt.d); got != tt.want {
+			t.Errorf("formatReset(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}

@@ -113,24 +113,27 @@ func (f *frontDoor) translateResponse(call *Call, resp *http.Response, body []by
 
 // meterOpenAIResponse records the usage of an OpenAI chat.completion body
 // that passes through unchanged, and returns its model and finish reason.
+// It indexes the body rather than decoding it: the usage object and the
+// first choice are all it reads.
 func meterOpenAIResponse(body []byte, m *meter) (model, finish string) {
 	obj, err := jsonobj.Parse(body)
 	if err != nil {
 		return "", ""
 	}
 	model, _, _ = obj.String("model")
-	if raw, ok := obj.Get("usage"); ok && string(raw) != "null" {
-		var u oaUsage
-		if json.Unmarshal(raw, &u) == nil {
-			m.setOpenAI(&u)
+	if u, ok, err := obj.Object("usage"); ok && err == nil {
+		m.setOpenAIObject(u)
+	}
+	raw, ok, _ := obj.First("choices")
+	if !ok {
+		return model, ""
+	}
+	if !m.final {
+		// No usage: the estimate needs the content's decoded length.
+		var c oaChoice
+		if json.Unmarshal(raw, &c) != nil {
+			return model, ""
 		}
-	}
-	var resp oaResponse
-	if raw, ok := obj.Get("choices"); ok {
-		json.Unmarshal(raw, &resp.Choices)
-	}
-	if len(resp.Choices) > 0 {
-		c := resp.Choices[0]
 		if c.FinishReason != nil {
 			finish = *c.FinishReason
 		}
@@ -139,6 +142,21 @@ func meterOpenAIResponse(body []byte, m *meter) (model, finish string) {
 		}
 		for _, tc := range c.Message.ToolCalls {
 			m.content(len(tc.Function.Arguments))
+		}
+		return model, finish
+	}
+	c, err := jsonobj.ParseValid(raw)
+	if err != nil {
+		return model, ""
+	}
+	finish, _, _ = c.String("finish_reason")
+	// The usage is final: content only marks the response's arrival.
+	if msg, ok, err := c.Object("message"); ok && err == nil {
+		if raw, ok := msg.Get("content"); ok && len(raw) > 2 && raw[0] == '"' {
+			m.content(len(raw) - 2)
+		}
+		if raw, ok := msg.Get("tool_calls"); ok && len(raw) > 2 && raw[0] == '[' {
+			m.content(len(raw))
 		}
 	}
 	return model, finish

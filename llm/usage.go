@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/porticoproxy/portico/filter"
+	"github.com/porticoproxy/portico/llm/internal/jsonobj"
 )
 
 // Usage is the normalised token usage of one request, whatever the
@@ -239,6 +240,23 @@ func (m *meter) setOpenAI(u *oaUsage) {
 	}
 	m.hasInput = true
 	m.final = true
+}
+
+// setOpenAIObject applies an OpenAI usage object, indexed: setOpenAI
+// without decoding it into an oaUsage. Members that are not integers
+// count as absent.
+func (m *meter) setOpenAIObject(u jsonobj.Object) {
+	var ou oaUsage
+	ou.PromptTokens, _, _ = u.Int("prompt_tokens")
+	ou.CompletionTokens, _, _ = u.Int("completion_tokens")
+	m.setOpenAI(&ou)
+	if d, ok, err := u.Object("prompt_tokens_details"); ok && err == nil {
+		m.u.CacheReadTokens, _, _ = d.Int("cached_tokens")
+		m.u.CacheWriteTokens, _, _ = d.Int("cache_write_tokens")
+	}
+	if d, ok, err := u.Object("completion_tokens_details"); ok && err == nil {
+		m.u.ReasoningTokens, _, _ = d.Int("reasoning_tokens")
+	}
 }
 
 // content records streamed content bytes, and the time of the first.

@@ -31,7 +31,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +43,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/porticoproxy/portico"
+	"github.com/porticoproxy/portico/cluster"
 	"github.com/porticoproxy/portico/filter"
 	"github.com/porticoproxy/portico/listener"
 	"github.com/porticoproxy/portico/llm"
@@ -72,7 +76,10 @@ type Stats struct {
 	N, Errors          int
 	Rate               float64 // achieved send rate, req/s
 	P50, P90, P99, Max time.Duration
-	FirstErr           string
+	// MockCPU and GatewayCPU are the CPU time (user + system) the mock and
+	// the gateway processes used per request sent during the phase.
+	MockCPU, GatewayCPU time.Duration
+	FirstErr            string
 }
 
 // Round is one round's measurements.
@@ -87,6 +94,7 @@ type Report struct {
 	Median                     Round
 	AddedP50, AddedP99         time.Duration // gateway − direct, median of the rounds' differences
 	AddedTTFTP50, AddedTTFTP99 time.Duration
+	Layout                     string
 	LoadBefore, LoadAfter      string
 }
 
@@ -99,6 +107,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 	streamRate := fs.Float64("stream-rate", 200, "streamed requests per second (0 skips streams)")
 	streamDuration := fs.Duration("stream-duration", 5*time.Second, "measured time of each streaming phase")
 	chunks := fs.Int("chunks", 16, "content chunks the mock streams per response")
+	defLayout := "isolate"
+	if runtime.NumCPU() < 2 {
+		defLayout = "none"
+	}
+	layoutName := fs.String("layout", defLayout, "CPU pinning, as ../shared/bench: isolate (gateway alone on CPU 0; load generator and mock on CPU 1), split (load generator on CPU 1; mock and gateway on CPU 0) or none")
+	cpuProfile := fs.String("gateway-cpuprofile", "", "write the gateway's CPU profile of the whole run to this file")
+	plain := fs.Bool("plain", false, "run the gateway as a plain reverse proxy to the mock, without the llm filter (the cost of the proxy hop alone)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -106,20 +121,46 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 		return nil, errors.New("-rate, -duration and -rounds must be positive")
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	mockAddr, err := startChild(ctx, "mock")
-	if err != nil {
-		return nil, err
+	layout, ok := layouts[*layoutName]
+	if !ok {
+		return nil, fmt.Errorf("-layout %q: want isolate, split or none", *layoutName)
 	}
-	gwAddr, err := startChild(ctx, "gateway", "-upstream", mockAddr)
-	if err != nil {
-		return nil, err
+	if layout.name != "none" && runtime.NumCPU() < 2 {
+		return nil, fmt.Errorf("-layout %s needs 2 CPUs, this process has %d; use -layout none", layout.name, runtime.NumCPU())
 	}
 
-	rep := &Report{LoadBefore: loadavg()}
-	fmt.Fprintf(stdout, "loadgen: mock on %s, gateway on %s; %g req/s for %v (+%v warm-up), streams %g req/s for %v with %d chunks, %d rounds; load average %s\n",
-		mockAddr, gwAddr, *rate, *duration, *warmup, *streamRate, *streamDuration, *chunks, *rounds, rep.LoadBefore)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mock, err := startChild(ctx, layout.mock, "mock")
+	if err != nil {
+		return nil, err
+	}
+	gwArgs := []string{"-upstream", mock.addr}
+	if *plain {
+		gwArgs = append(gwArgs, "-plain")
+	}
+	if *cpuProfile != "" {
+		gwArgs = append(gwArgs, "-cpuprofile", *cpuProfile)
+	}
+	gw, err := startChild(ctx, layout.gateway, "gateway", gwArgs...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cancel()
+		<-mock.done
+		<-gw.done
+	}()
+	mockAddr, gwAddr := mock.addr, gw.addr
+	procs := runtime.GOMAXPROCS(0)
+	if err := pinSelf(layout.driver); err != nil {
+		return nil, err
+	}
+	defer unpinSelf(procs)
+
+	rep := &Report{Layout: layout.name, LoadBefore: loadavg()}
+	fmt.Fprintf(stdout, "loadgen: layout %s; mock on %s, gateway on %s; %g req/s for %v (+%v warm-up), streams %g req/s for %v with %d chunks, %d rounds; load average %s\n",
+		layout.name, mockAddr, gwAddr, *rate, *duration, *warmup, *streamRate, *streamDuration, *chunks, *rounds, rep.LoadBefore)
 
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute,
@@ -141,7 +182,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 		if *warmup > 0 {
 			load(ctx, client, url, body, isStream, r, *warmup)
 		}
-		return load(ctx, client, url, body, isStream, r, d)
+		m0, g0 := cpuTime(mock.pid), cpuTime(gw.pid)
+		s := load(ctx, client, url, body, isStream, r, d)
+		if s.N > 0 {
+			s.MockCPU = (cpuTime(mock.pid) - m0) / time.Duration(s.N)
+			s.GatewayCPU = (cpuTime(gw.pid) - g0) / time.Duration(s.N)
+		}
+		return s
 	}
 	for i := 0; i < *rounds && ctx.Err() == nil; i++ {
 		var rd Round
@@ -173,8 +220,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 	rep.AddedTTFTP99 = diff(func(r Round) time.Duration { return r.StreamGateway.P99 - r.StreamDirect.P99 })
 
 	fmt.Fprintf(stdout, "\nmedians of %d rounds (load average before %s, after %s):\n\n", len(rep.Rounds), rep.LoadBefore, rep.LoadAfter)
-	fmt.Fprintln(stdout, "| phase | req/s | n | errors | p50 | p90 | p99 | max |")
-	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(stdout, "| phase | req/s | n | errors | p50 | p90 | p99 | max | mock CPU/req | gateway CPU/req |")
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	printRound(stdout, rep.Median, *streamRate > 0)
 	fmt.Fprintf(stdout, "\nadded by the gateway (median of per-round differences): p50 %s, p99 %s\n", us(rep.AddedP50), us(rep.AddedP99))
 	if *streamRate > 0 {
@@ -185,7 +232,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 
 func printRound(w io.Writer, r Round, streams bool) {
 	row := func(name string, s Stats) {
-		fmt.Fprintf(w, "| %s | %.0f | %d | %d | %s | %s | %s | %s |\n", name, s.Rate, s.N, s.Errors, us(s.P50), us(s.P90), us(s.P99), us(s.Max))
+		fmt.Fprintf(w, "| %s | %.0f | %d | %d | %s | %s | %s | %s | %s | %s |\n", name, s.Rate, s.N, s.Errors, us(s.P50), us(s.P90), us(s.P99), us(s.Max), us(s.MockCPU), us(s.GatewayCPU))
 		if s.FirstErr != "" {
 			fmt.Fprintf(w, "|   first error: %s |\n", s.FirstErr)
 		}
@@ -201,9 +248,10 @@ func printRound(w io.Writer, r Round, streams bool) {
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
 
 // load sends body to url at rate per second for d, open loop: request i is
-// due at start + i/rate whatever happened to the others, and its latency
-// runs from that due time to the end of the response (to the first token
-// for streams).
+// due at start + i/rate whatever happened to the others, each in a
+// goroutine of its own, so a slow answer never delays a later send (no
+// coordinated omission). Its latency runs from its send to the end of the
+// response (to the first token for streams).
 func load(ctx context.Context, client *http.Client, url string, body []byte, isStream bool, rate float64, d time.Duration) Stats {
 	n := int(rate * d.Seconds())
 	if n < 1 {
@@ -216,6 +264,9 @@ func load(ctx context.Context, client *http.Client, url string, body []byte, isS
 	start := time.Now()
 	sent := 0
 	for i := 0; i < n && ctx.Err() == nil; i++ {
+		// Go's timers fire on this kernel with about 1 ms granularity (the
+		// netpoller waits in whole milliseconds), so at 2 000 req/s a
+		// wake-up finds one or more requests due: each is sent at once.
 		due := start.Add(time.Duration(i) * interval)
 		if w := time.Until(due); w > 0 {
 			time.Sleep(w)
@@ -224,7 +275,7 @@ func load(ctx context.Context, client *http.Client, url string, body []byte, isS
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat[i], errs[i] = do(ctx, client, url, body, isStream, due)
+			lat[i], errs[i] = do(ctx, client, url, body, isStream)
 		}()
 	}
 	lastSend := time.Since(start)
@@ -262,9 +313,10 @@ var (
 	contentKey   = []byte(`"content":"`)
 )
 
-// do sends one request and returns its latency from due: to the end of
-// the body, or for a stream to the first data event carrying text.
-func do(ctx context.Context, client *http.Client, url string, body []byte, isStream bool, due time.Time) (time.Duration, error) {
+// do sends one request and returns its latency from the send: to the end
+// of the body, or for a stream to the first data event carrying text.
+func do(ctx context.Context, client *http.Client, url string, body []byte, isStream bool) (time.Duration, error) {
+	sent := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
@@ -282,7 +334,7 @@ func do(ctx context.Context, client *http.Client, url string, body []byte, isStr
 	}
 	if !isStream {
 		b, err := io.ReadAll(resp.Body)
-		lat := time.Since(due)
+		lat := time.Since(sent)
 		if err != nil {
 			return 0, err
 		}
@@ -304,7 +356,7 @@ func do(ctx context.Context, client *http.Client, url string, body []byte, isStr
 			continue
 		}
 		if ttft == 0 && bytes.Contains(line, contentKey) && !bytes.Contains(line, contentEmpty) {
-			ttft = time.Since(due)
+			ttft = time.Since(sent)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -354,6 +406,8 @@ func medianStats(ss []Stats) Stats {
 	m.P90 = pick(func(s Stats) time.Duration { return s.P90 })
 	m.P99 = pick(func(s Stats) time.Duration { return s.P99 })
 	m.Max = pick(func(s Stats) time.Duration { return s.Max })
+	m.MockCPU = pick(func(s Stats) time.Duration { return s.MockCPU })
+	m.GatewayCPU = pick(func(s Stats) time.Duration { return s.GatewayCPU })
 	return m
 }
 
@@ -387,42 +441,80 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// startChild re-executes this program in role and returns the address it
-// listens on. The child exits when ctx is done or its stdin closes.
-func startChild(ctx context.Context, role string, args ...string) (string, error) {
+// child is a started role process.
+type child struct {
+	addr string
+	pid  int
+	done <-chan struct{} // closed when the process has exited
+}
+
+// startChild re-executes this program in role, pinned to cpu (none when
+// cpu < 0), and returns the address it listens on. The child exits when
+// ctx is done or its stdin closes.
+func startChild(ctx context.Context, cpu int, role string, args ...string) (child, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", err
+		return child{}, err
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = append(os.Environ(), roleEnv+"="+role)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return "", err
+		return child{}, err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", err
+		return child{}, err
 	}
-	if err := cmd.Start(); err != nil {
-		return "", err
+	// Cancelling ctx closes the child's stdin, which it takes as the
+	// signal to shut down cleanly (its CPU profile is written then); it is
+	// killed if it has not exited 5 s later.
+	cmd.Cancel = stdin.Close
+	cmd.WaitDelay = 5 * time.Second
+	if err := startPinned(cmd, cpu); err != nil {
+		return child{}, err
 	}
+	done := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		stdin.Close()
+		cmd.Wait()
+		close(done)
 	}()
-	go cmd.Wait()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		return "", fmt.Errorf("%s: no address: %w", role, err)
+		return child{}, fmt.Errorf("%s: no address: %w", role, err)
 	}
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ADDR ")
 	if !ok {
-		return "", fmt.Errorf("%s: unexpected %q", role, line)
+		return child{}, fmt.Errorf("%s: unexpected %q", role, line)
 	}
-	return addr, nil
+	return child{addr: addr, pid: cmd.Process.Pid, done: done}, nil
 }
+
+// cpuTime is the user + system CPU time process pid has used, from
+// /proc/pid/stat (zero where that cannot be read).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/pid/stat's CPU times: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
 
 // serveRole serves the mock or the gateway on a loopback port, prints
 // "ADDR host:port", and returns when stdin closes.
@@ -446,10 +538,27 @@ func serveRole(role string, args []string) error {
 	case "gateway":
 		fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 		upstream := fs.String("upstream", "", "address of the mock provider")
+		profile := fs.String("cpuprofile", "", "write a CPU profile here until exit")
+		plain := fs.Bool("plain", false, "no llm filter: a plain reverse proxy to the upstream")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		gw, shutdown, err := newGateway(*upstream)
+		if *profile != "" {
+			f, err := os.Create(*profile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
+		newGW := newGateway
+		if *plain {
+			newGW = newPlainGateway
+		}
+		gw, shutdown, err := newGW(*upstream)
 		if err != nil {
 			return err
 		}
@@ -503,4 +612,24 @@ func newGateway(upstream string) (*portico.Gateway, func(), error) {
 	}
 	gl.Bind(gw)
 	return gw, shutdown, nil
+}
+
+// newPlainGateway is Portico as a plain reverse proxy in front of the mock
+// at upstream: the same listener and cluster settings as newGateway, no
+// llm filter.
+func newPlainGateway(upstream string) (*portico.Gateway, func(), error) {
+	gw, err := portico.New(portico.Config{
+		Listeners: []listener.Config{{Name: "llm", Address: "127.0.0.1:0", FilterChains: []listener.FilterChain{{
+			Name: "llm",
+			HTTP: &listener.HTTPConfig{StatPrefix: "llm", RouteConfig: "llm"},
+		}}}},
+		Routes: []route.Config{{Name: "llm", VirtualHosts: []route.VirtualHost{{
+			Name: "llm", Domains: []string{"*"}, Rules: []route.Rule{{Match: route.Match{Prefix: "/"}, Cluster: "mock"}},
+		}}}},
+		Clusters: []cluster.Config{{Name: "mock", Endpoints: []cluster.Endpoint{{Address: upstream}}}},
+	}, portico.Options{Admin: "-"})
+	if err != nil {
+		return nil, nil, err
+	}
+	return gw, func() {}, nil
 }

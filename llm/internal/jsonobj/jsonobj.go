@@ -58,6 +58,11 @@ func Parse(src []byte) (Object, error) {
 	if i >= len(src) || src[i] != '{' {
 		return Object{}, ErrNotObject
 	}
+	return index(src, i)
+}
+
+// index indexes the members of the valid object starting at src[i].
+func index(src []byte, i int) (Object, error) {
 	o := Object{src: src, members: make([]Member, 0, 16)}
 	i = skipSpace(src, i+1)
 	if src[i] == '}' {
@@ -66,7 +71,7 @@ func Parse(src []byte) (Object, error) {
 	for {
 		kStart := i
 		kEnd := skipString(src, i)
-		key := unquote(src[kStart:kEnd])
+		key := unquoteKey(src[kStart:kEnd])
 		i = skipSpace(src, kEnd)
 		i = skipSpace(src, i+1) // ':'
 		vStart := i
@@ -83,6 +88,17 @@ func Parse(src []byte) (Object, error) {
 		}
 		i = skipSpace(src, i+1) // ','
 	}
+}
+
+// ParseValid indexes src like Parse, but takes src to be valid JSON
+// already: a value from Get of a parsed Object, which Parse validated. It
+// still fails on a value that is not an object.
+func ParseValid(src []byte) (Object, error) {
+	i := skipSpace(src, 0)
+	if i >= len(src) || src[i] != '{' {
+		return Object{}, ErrNotObject
+	}
+	return index(src, i)
 }
 
 // Members returns the members in source order. The slice is shared.
@@ -109,6 +125,79 @@ func (o Object) String(key string) (s string, ok bool, err error) {
 		return "", true, fmt.Errorf("%s: must be a string", key)
 	}
 	return unquote(raw), true, nil
+}
+
+// Int returns the value of key if it is a JSON number that is an integer
+// (an exponent or fraction, as some encoders write whole numbers, is
+// accepted when the value is whole). ok is false when the key is absent
+// or null; err is set when it is present but not such a number.
+func (o Object) Int(key string) (n int64, ok bool, err error) {
+	raw, ok := o.Get(key)
+	if !ok || string(raw) == "null" {
+		return 0, false, nil
+	}
+	if n, ok := parseInt(raw); ok {
+		return n, true, nil
+	}
+	var f float64
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) || json.Unmarshal(raw, &f) != nil || f != float64(int64(f)) {
+		return 0, true, fmt.Errorf("%s: must be an integer", key)
+	}
+	return int64(f), true, nil
+}
+
+// parseInt parses a plain decimal integer without allocating.
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// Object returns the value of key indexed as an object. ok is false when
+// the key is absent or null; err is set when it is not an object.
+func (o Object) Object(key string) (v Object, ok bool, err error) {
+	raw, ok := o.Get(key)
+	if !ok || string(raw) == "null" {
+		return Object{}, false, nil
+	}
+	v, err = ParseValid(raw)
+	if err != nil {
+		return Object{}, true, fmt.Errorf("%s: %w", key, err)
+	}
+	return v, true, nil
+}
+
+// First returns the first element of the array that is the value of key,
+// if there is one. ok is false when the key is absent, null or an empty
+// array; err is set when the value is not an array.
+func (o Object) First(key string) (elem []byte, ok bool, err error) {
+	raw, ok := o.Get(key)
+	if !ok || string(raw) == "null" {
+		return nil, false, nil
+	}
+	if raw[0] != '[' {
+		return nil, true, fmt.Errorf("%s: must be an array", key)
+	}
+	i := skipSpace(raw, 1)
+	if raw[i] == ']' {
+		return nil, false, nil
+	}
+	return raw[i:skipValue(raw, i)], true, nil
 }
 
 // Bool returns the value of key if it is true or false; null and absence
@@ -216,6 +305,74 @@ func skipValue(b []byte, i int) int {
 		}
 		return i
 	}
+}
+
+// unquoteKey is unquote for member names: the names of the members the
+// LLM APIs share come back as constants, without allocating.
+func unquoteKey(q []byte) string {
+	switch string(q[1 : len(q)-1]) {
+	case "model":
+		return "model"
+	case "messages":
+		return "messages"
+	case "stream":
+		return "stream"
+	case "stream_options":
+		return "stream_options"
+	case "max_tokens":
+		return "max_tokens"
+	case "role":
+		return "role"
+	case "content":
+		return "content"
+	case "id":
+		return "id"
+	case "object":
+		return "object"
+	case "created":
+		return "created"
+	case "choices":
+		return "choices"
+	case "usage":
+		return "usage"
+	case "index":
+		return "index"
+	case "message":
+		return "message"
+	case "finish_reason":
+		return "finish_reason"
+	case "tools":
+		return "tools"
+	case "tool_calls":
+		return "tool_calls"
+	case "system":
+		return "system"
+	case "system_fingerprint":
+		return "system_fingerprint"
+	case "temperature":
+		return "temperature"
+	case "prompt_tokens":
+		return "prompt_tokens"
+	case "completion_tokens":
+		return "completion_tokens"
+	case "total_tokens":
+		return "total_tokens"
+	case "prompt_tokens_details":
+		return "prompt_tokens_details"
+	case "completion_tokens_details":
+		return "completion_tokens_details"
+	case "cached_tokens":
+		return "cached_tokens"
+	case "reasoning_tokens":
+		return "reasoning_tokens"
+	case "type":
+		return "type"
+	case "text":
+		return "text"
+	case "input":
+		return "input"
+	}
+	return unquote(q)
 }
 
 // unquote returns the content of the JSON string literal q (valid JSON).

@@ -144,3 +144,64 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestTypedAccess(t *testing.T) {
+	o, err := Parse([]byte(`{"a":12,"b":-3,"c":1e3,"d":1.5,"e":"x","f":null,"g":{"h":7},"i":[{"j":1},2],"k":[],"l":5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ints := []struct {
+		key     string
+		n       int64
+		ok, err bool
+	}{
+		{"a", 12, true, false}, {"b", -3, true, false}, {"c", 1000, true, false},
+		{"d", 0, true, true}, {"e", 0, true, true}, {"f", 0, false, false}, {"zz", 0, false, false},
+	}
+	for _, tt := range ints {
+		n, ok, err := o.Int(tt.key)
+		if n != tt.n || ok != tt.ok || (err != nil) != tt.err {
+			t.Errorf("Int(%q) = %d, %v, %v; want %d, %v, error %v", tt.key, n, ok, err, tt.n, tt.ok, tt.err)
+		}
+	}
+	g, ok, err := o.Object("g")
+	if !ok || err != nil {
+		t.Fatalf("Object(g) = %v, %v", ok, err)
+	}
+	if n, _, _ := g.Int("h"); n != 7 {
+		t.Errorf("g.h = %d, want 7", n)
+	}
+	if _, ok, err := o.Object("a"); !ok || err == nil {
+		t.Errorf("Object(a) = %v, %v; want present and an error", ok, err)
+	}
+	if _, ok, err := o.Object("f"); ok || err != nil {
+		t.Errorf("Object(f) = %v, %v; want absent (null)", ok, err)
+	}
+	first, ok, err := o.First("i")
+	if !ok || err != nil || string(first) != `{"j":1}` {
+		t.Errorf("First(i) = %s, %v, %v", first, ok, err)
+	}
+	if _, ok, err := o.First("k"); ok || err != nil {
+		t.Errorf("First(k) of [] = %v, %v; want absent", ok, err)
+	}
+	if _, _, err := o.First("l"); err == nil {
+		t.Errorf("First(l) of a number: no error")
+	}
+	if _, err := ParseValid([]byte(`[1]`)); err == nil {
+		t.Errorf("ParseValid of an array: no error")
+	}
+}
+
+// Indexing a chat completion allocates only the index: the common member
+// names are not copied.
+func TestParseAllocations(t *testing.T) {
+	src := []byte(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1}}`)
+	n := testing.AllocsPerRun(100, func() {
+		o, _ := Parse(src)
+		u, _, _ := o.Object("usage")
+		u.Int("prompt_tokens")
+	})
+	if n > 2 {
+		t.Errorf("Parse + Object + Int: %v allocations, want at most 2 (the two indexes)", n)
+	}
+}
