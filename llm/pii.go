@@ -33,13 +33,25 @@ import (
 // Requests are redacted before routing and translation: the text of
 // messages, system prompts, instructions and inputs (not images, ids,
 // tool-call arguments, which are JSON a replacement could break, or
-// thinking, whose signature a change would break). Responses are redacted as the client receives
-// them: message text, and in streams the text deltas of OpenAI chunks and
-// Anthropic content blocks. A stream holds back only the shortest tail of
-// text that could still become a match (a word that could be an email's
-// local part, digits that could become a card number …) and releases it
-// with the next delta that decides it, or at the end of the block; the
-// output is the same however the text was split into events.
+// thinking, whose signature a change would break). Responses are
+// redacted as the client receives them, whatever the provider: message
+// text (Chat Completions choices, Anthropic content, and for the
+// Responses API the output_text parts of message items and the top-level
+// output_text), and in streams the text deltas of OpenAI chunks,
+// Anthropic content blocks and Responses response.output_text.delta
+// events. A stream holds back only the shortest tail of text that could
+// still become a match (a word that could be an email's local part,
+// digits that could become a card number …) and releases it with the
+// next delta that decides it, or at the end of the block; the output is
+// the same however the text was split into events. A Responses stream's
+// events are numbered, so its tail rides on the part's last delta event,
+// kept back until the next event: the client gets the same events in the
+// same order, their sequence numbers and other members unchanged. Its
+// events that repeat the whole text (response.output_text.done,
+// response.content_part.done, response.output_item.done, the response of
+// response.completed …) carry the whole text's redaction, which is what
+// the deltas join to. Responses reasoning summaries and refusals are not
+// redacted, nor are function-call arguments.
 type PII struct {
 	// Requests redacts the text of requests before they go upstream.
 	Requests bool `json:"requests,omitempty"`

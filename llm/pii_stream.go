@@ -14,10 +14,11 @@ import (
 // (Anthropic), and re-encodes them. Held-back text goes out with the next
 // delta of the same text, or just before the event that ends it: the
 // finish chunk (OpenAI), content_block_stop (Anthropic), or the end of
-// the stream.
+// the stream. Responses streams go to rs (pii_responses.go).
 type piiStream struct {
 	r         *redactor
 	anthropic bool
+	rs        *rsPIIStream // a Responses stream
 	dec       sse.Decoder
 	out       []byte
 	texts     []*textStream // by choice or block index
@@ -28,6 +29,9 @@ type piiStream struct {
 
 func newPIIStream(r *redactor, api API) *piiStream {
 	p := &piiStream{r: r, anthropic: api.anthropic()}
+	if api == Responses {
+		p.rs = &rsPIIStream{r: r}
+	}
 	p.dec.KeepComments = true
 	p.dec.EmitUnterminated = true
 	p.emit = p.event
@@ -43,6 +47,9 @@ func (p *piiStream) filter(data []byte, eos bool) []byte {
 	if eos {
 		p.dec.Flush(p.emit)
 		p.out = p.flushAll(p.out)
+		if p.rs != nil {
+			p.out = p.rs.endPart(p.out)
+		}
 	}
 	return p.out
 }
@@ -63,6 +70,10 @@ func (p *piiStream) text(i int) *textStream {
 func (p *piiStream) event(e sse.Event) error {
 	if !e.HasData || e.Comment != nil {
 		p.out = sse.AppendEvent(p.out, e)
+		return nil
+	}
+	if p.rs != nil {
+		p.out = p.rs.event(p.out, e)
 		return nil
 	}
 	if p.anthropic {

@@ -290,15 +290,16 @@ func (g *Gateway) redactResponse(api API, body []byte) []byte {
 		return g.pii.redactJSON(body, map[string]bool{"choices": true})
 	case api == Messages:
 		return g.pii.redactJSON(body, map[string]bool{"content": true})
-	case api.String() == "responses":
-		return g.pii.redactJSON(body, map[string]bool{"output": true})
+	case api == Responses:
+		out, _ := g.pii.redactResponses(body)
+		return out
 	}
 	return body
 }
 
 // streamOut redacts a chunk of a streamed response as the client gets it.
 func (g *Gateway) streamOut(api API, call *Call, data []byte, eos bool) []byte {
-	if !g.piiResp || (api != ChatCompletions && api != Messages) {
+	if !g.piiResp || (api != ChatCompletions && api != Messages && api != Responses) {
 		return data
 	}
 	ps := &call.st.pol
