@@ -12,6 +12,15 @@
 // in the llm filter's per-route configuration, and the filter does
 // nothing on routes without one.
 //
+// count_tokens is exact where the backend can count: Anthropic counts the
+// request as it is, Gemini (models/{model}:countTokens) and Bedrock (the
+// CountTokens operation) count it translated as the same Messages request
+// would be. OpenAI-compatible servers and Azure have no counting API for
+// chat, so the gateway estimates; it estimates too when a Gemini or
+// Bedrock count cannot be had (no response, 5xx, a Bedrock model without
+// a counter, a request that does not translate), and an estimate's
+// response details are "llm_count_tokens_estimate".
+//
 // # Routing and providers
 //
 // The request body's "model" picks a provider through the model table

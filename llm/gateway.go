@@ -1,7 +1,6 @@
 package llm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -319,11 +318,8 @@ func (f *frontDoor) prepare(ctx context.Context, x *filter.Exchange, call *Call,
 	p, st := t.p, call.st
 	call.Provider, call.ProviderKind, call.Model = p.name, p.kind, t.upstream
 	if f.api == CountTokens && p.kind != Anthropic {
-		// No counting API upstream: estimate.
-		callKey.Set(x, call)
-		n := estimateTokens(body)
-		return &filter.ReplyError{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
-			Body: []byte(`{"input_tokens":` + strconv.FormatInt(n, 10) + `}`), Details: "llm_count_tokens_estimate"}
+		// Gemini and Bedrock count upstream, the others estimate (count_tokens.go).
+		return f.countTokens(ctx, x, call, obj, body, t)
 	}
 	up, aerr := f.buildUpstream(call, st, obj, body, t)
 	if aerr != nil {
@@ -394,6 +390,9 @@ func (f *frontDoor) OnResponse(ctx context.Context, x *filter.Exchange) error {
 	if call != nil {
 		f.g.upstreamResponse(ctx, x, f, call) // retries, fallbacks, cooldown
 		defer f.g.responseHeaders(x, call)    // x-ratelimit-*, overhead
+		if f.api == CountTokens {
+			f.countTokensResponse(x, call) // Gemini's or Bedrock's count, or the estimate
+		}
 	}
 	resp := x.Resp
 	if call != nil {
@@ -441,7 +440,7 @@ func (f *frontDoor) OnResponse(ctx context.Context, x *filter.Exchange) error {
 		f.startStream(call, resp, limit)
 		return nil
 	}
-	body, err := readLimited(resp.Body, limit)
+	body, err := readSized(resp.Body, resp.ContentLength, limit)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(x.Out.Context().Err(), context.DeadlineExceeded) {
 			return reply(f.api, &apiError{status: http.StatusGatewayTimeout, typ: "timeout_error", message: "upstream request timeout"})
@@ -547,22 +546,27 @@ func isEventStream(h http.Header) bool {
 
 // readLimited reads body up to limit bytes and closes it.
 func readLimited(body io.ReadCloser, limit int64) ([]byte, error) {
+	return readSized(body, -1, limit)
+}
+
+// readSized is readLimited for a body of announced size (-1 unknown):
+// one allocation when the size is known.
+func readSized(body io.ReadCloser, size, limit int64) ([]byte, error) {
 	defer body.Close()
-	b, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
+	b, err := filter.ReadBody(body, size, limit)
+	if errors.Is(err, filter.ErrBufferLimit) {
 		return nil, fmt.Errorf("response body exceeds %d bytes", limit)
 	}
-	return b, nil
+	return b, err
 }
 
 // setBody replaces a response's body and status.
 func setBody(resp *http.Response, status int, body []byte) {
-	resp.StatusCode = status
-	resp.Status = strconv.Itoa(status) + " " + http.StatusText(status)
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if resp.StatusCode != status || resp.Status == "" {
+		resp.StatusCode = status
+		resp.Status = strconv.Itoa(status) + " " + http.StatusText(status)
+	}
+	resp.Body = filter.NewBytesBody(body)
 	resp.ContentLength = int64(len(body))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
 }

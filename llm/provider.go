@@ -188,24 +188,34 @@ func (p *provider) shape(up upstreamRequest, api API, model string, stream bool)
 		switch {
 		case api == Embeddings:
 			method = ":batchEmbedContents"
+		case api == CountTokens:
+			method = ":countTokens"
 		case stream:
 			method = ":streamGenerateContent"
 			up.query = "alt=sse"
 		}
-		name := model
-		if !strings.HasPrefix(name, "models/") && !strings.HasPrefix(name, "tunedModels/") {
-			name = "models/" + name
-		}
-		up.path = "/" + p.apiVersion + "/" + name + method
+		up.path = "/" + p.apiVersion + "/" + geminiModelName(model) + method
 	case Bedrock:
 		up.keepQuery = false
 		op := "converse"
-		if stream {
+		switch {
+		case api == CountTokens:
+			op, model = "count-tokens", bedrockCountModel(model)
+		case stream:
 			op = "converse-stream"
 		}
 		up.path, up.rawPath = bedrockPath(model, op)
 	}
 	return up
+}
+
+// geminiModelName is a model's resource name: "models/{model}", unless it
+// names a model resource already.
+func geminiModelName(model string) string {
+	if strings.HasPrefix(model, "models/") || strings.HasPrefix(model, "tunedModels/") {
+		return model
+	}
+	return "models/" + model
 }
 
 // Request headers that carry client credentials or would change the

@@ -1,7 +1,9 @@
 package mock
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -11,7 +13,7 @@ import (
 )
 
 // Amazon Bedrock Converse: converse and converse-stream (a binary AWS
-// event stream).
+// event stream), and CountTokens (count-tokens).
 
 type converseRequest struct {
 	Messages []struct {
@@ -134,4 +136,42 @@ func (s *Server) converse(w http.ResponseWriter, r *http.Request, path string) {
 		return
 	}
 	send("metadata", map[string]any{"usage": usage, "metrics": map[string]any{"latencyMs": 1}})
+}
+
+// countTokens answers Bedrock's CountTokens as converse counts its input:
+// the tokens of the Converse request in input.converse (or of the body in
+// input.invokeModel).
+func (s *Server) countTokens(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	var req struct {
+		Input struct {
+			Converse    json.RawMessage `json:"converse"`
+			InvokeModel *struct {
+				Body string `json:"body"`
+			} `json:"invokeModel"`
+		} `json:"input"`
+	}
+	err = json.Unmarshal(body, &req)
+	var n int
+	switch in := req.Input; {
+	case err != nil:
+	case len(in.Converse) > 0:
+		n = len(in.Converse)
+	case in.InvokeModel != nil:
+		var b []byte
+		if b, err = base64.StdEncoding.DecodeString(in.InvokeModel.Body); err == nil {
+			n = len(b)
+		}
+	default:
+		err = errors.New("input: one of converse and invokeModel is required")
+	}
+	if err != nil {
+		w.Header().Set("X-Amzn-Errortype", "ValidationException")
+		writeJSON(w, http.StatusBadRequest, map[string]any{"message": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"inputTokens": tokens(n)})
 }

@@ -1,16 +1,19 @@
 package mock
 
 import (
+	"bytes"
 	"encoding/json"
 	"hash/fnv"
 	"io"
 	"math"
 	"net/http"
 	"strings"
+
+	"github.com/porticoproxy/portico/llm/internal/jsonobj"
 )
 
 // Google Gemini: generateContent, streamGenerateContent?alt=sse,
-// batchEmbedContents and embedContent.
+// countTokens, batchEmbedContents and embedContent.
 
 type geminiPart struct {
 	Text             string          `json:"text"`
@@ -74,6 +77,9 @@ func (s *Server) gemini(w http.ResponseWriter, r *http.Request, path string) {
 			text = partsText(req.Content.Parts)
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"embedding": map[string]any{"values": vector(text)}})
+		return
+	case "countTokens":
+		writeJSON(w, http.StatusOK, map[string]any{"totalTokens": geminiCount(body)})
 		return
 	case "generateContent", "streamGenerateContent":
 	default:
@@ -144,6 +150,48 @@ func (s *Server) gemini(w http.ResponseWriter, r *http.Request, path string) {
 	if t.toolCall {
 		st.send("", chunk([]any{call}, true))
 	}
+}
+
+// geminiCount counts a countTokens request as generateContent counts its
+// input: the tokens of the generateContent request it carries, without
+// the "model" member that only the countTokens form has; for the
+// {"contents": …} form, which is a generateContent request itself, the
+// tokens of the body.
+func geminiCount(body []byte) int64 {
+	obj, err := jsonobj.Parse(body)
+	if err != nil {
+		return tokens(len(body))
+	}
+	if inner, ok := obj.Get("generateContentRequest"); ok {
+		return tokens(len(withoutMember(inner, "model")))
+	}
+	return tokens(len(body))
+}
+
+// withoutMember returns the JSON object src without its top-level member
+// key, every other byte as it was.
+func withoutMember(src []byte, key string) []byte {
+	obj, err := jsonobj.Parse(src)
+	if err != nil {
+		return src
+	}
+	ms := obj.Members()
+	for i, m := range ms {
+		if m.Key != key {
+			continue
+		}
+		from, to := 0, m.End
+		if i > 0 {
+			from = ms[i-1].End // from the comma before it
+		} else {
+			from = bytes.IndexByte(src, '{') + 1
+			if len(ms) > 1 {
+				to += bytes.IndexByte(src[m.End:], ',') + 1 // to the comma after it
+			}
+		}
+		return append(append([]byte(nil), src[:from]...), src[to:]...)
+	}
+	return src
 }
 
 func partsText(parts []geminiPart) string {

@@ -13,9 +13,11 @@
 //	POST …/messages                         Anthropic Messages
 //	POST …/messages/count_tokens            Anthropic token counting
 //	POST …/models/{model}:generateContent   Gemini (and :streamGenerateContent?alt=sse)
+//	POST …/models/{model}:countTokens       Gemini token counting
 //	POST …/models/{model}:batchEmbedContents Gemini embeddings (and :embedContent)
 //	POST …/model/{model}/converse           Bedrock Converse (and /converse-stream,
 //	                                        a binary AWS event stream)
+//	POST …/model/{model}/count-tokens       Bedrock CountTokens
 //	GET  …/models                           a model list (OpenAI shape)
 //
 // It checks no credentials or signatures.
@@ -26,8 +28,9 @@
 // tool_choice names) and calls it with arguments made from the tool's
 // JSON schema; otherwise it echoes the last user text, or acknowledges the
 // tool result. Usage counts about four request bytes per input token and
-// one output token per word. Embeddings are eight numbers derived from
-// the input's hash.
+// one output token per word; the counting endpoints count the request
+// they carry the same way, so a count equals the input usage of the same
+// request. Embeddings are eight numbers derived from the input's hash.
 //
 // Use:
 //
@@ -77,6 +80,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.gemini(w, r, path)
 	case strings.HasSuffix(path, "/converse") || strings.HasSuffix(path, "/converse-stream"):
 		s.converse(w, r, path)
+	case strings.Contains(path, "/model/") && strings.HasSuffix(path, "/count-tokens"):
+		s.countTokens(w, r)
 	case strings.HasSuffix(path, "/messages/count_tokens"):
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -90,7 +95,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) created() int64 { return s.Created.Unix() }
+func (s *Server) created() int64 {
+	if s.Created.IsZero() {
+		return 0 // the Unix epoch, as documented; time.Time{}.Unix() is year 1
+	}
+	return s.Created.Unix()
+}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, _ := json.Marshal(v)
