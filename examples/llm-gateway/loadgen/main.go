@@ -1,6 +1,6 @@
 // Command loadgen measures the latency the LLM gateway adds, with the
-// method of ../shared/bench: loopback, separate processes, medians of
-// several rounds measured in the same run.
+// method of ../shared/bench: loopback, separate processes pinned to CPUs,
+// medians of several rounds measured in the same run.
 //
 //	go run ./examples/llm-gateway/loadgen -rate 2000 -duration 10s -rounds 3
 //
@@ -9,13 +9,18 @@
 // llm chain in front of it — a model split by weight across two
 // deployments, a per-key request and token limit too high to trigger, a
 // cost budget, pricing, and GenAI metrics into an in-process OpenTelemetry
-// MeterProvider (manual reader). It then drives, open loop, a fixed rate of
+// MeterProvider (manual reader). With -layout isolate (the default on two
+// or more CPUs) the gateway runs alone on CPU 0 and the load generator and
+// the mock share CPU 1; -layout split puts the mock beside the gateway;
+// -layout none pins nothing. It then drives, open loop, a fixed rate of
 // non-streaming chat completions (a) straight at the mock and (b) through
-// the gateway, measuring each latency from the request's scheduled send
-// time (so a stall delays, and is charged to, every request scheduled
-// during it: no coordinated omission), and streamed chat completions the
-// same way for time to first token. It prints p50/p90/p99/max per round
-// and the medians across rounds, with the added latency (b − a).
+// the gateway, each request in a goroutine of its own so that a slow
+// answer never holds back the next send, and streamed chat completions
+// the same way for time to first token. Latency runs from each request's
+// send. It prints p50/p90/p99/max and the CPU time the mock and the
+// gateway used per request, per round and as medians across rounds, with
+// the added latency (b − a). -plain runs the gateway without the llm
+// filter, to separate the proxy hop from the chain.
 package main
 
 import (
