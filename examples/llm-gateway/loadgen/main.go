@@ -91,6 +91,10 @@ type Stats struct {
 type Round struct {
 	Direct, Gateway             Stats // non-streaming latency
 	StreamDirect, StreamGateway Stats // time to first token
+	// HAProxy and StreamHAProxy are the same through HAProxy in front of
+	// the mock (-haproxy), pinned where the gateway is: what a C proxy's
+	// hop adds on this machine.
+	HAProxy, StreamHAProxy Stats
 }
 
 // Report is every round and the medians across them.
@@ -99,8 +103,11 @@ type Report struct {
 	Median                     Round
 	AddedP50, AddedP99         time.Duration // gateway − direct, median of the rounds' differences
 	AddedTTFTP50, AddedTTFTP99 time.Duration
-	Layout                     string
-	LoadBefore, LoadAfter      string
+	// The same for HAProxy, with -haproxy.
+	HAProxyAddedP50, HAProxyAddedP99         time.Duration
+	HAProxyAddedTTFTP50, HAProxyAddedTTFTP99 time.Duration
+	Layout                                   string
+	LoadBefore, LoadAfter                    string
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) {
@@ -119,6 +126,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 	layoutName := fs.String("layout", defLayout, "CPU pinning, as ../shared/bench: isolate (gateway alone on CPU 0; load generator and mock on CPU 1), split (load generator on CPU 1; mock and gateway on CPU 0) or none")
 	cpuProfile := fs.String("gateway-cpuprofile", "", "write the gateway's CPU profile of the whole run to this file")
 	plain := fs.Bool("plain", false, "run the gateway as a plain reverse proxy to the mock, without the llm filter (the cost of the proxy hop alone)")
+	haproxy := fs.String("haproxy", "", "also measure through this HAProxy binary (e.g. haproxy) in front of the mock, pinned as the gateway is: one thread, keep-alive both sides, as ../shared/bench/peers/haproxy.cfg")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -156,6 +164,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 		<-mock.done
 		<-gw.done
 	}()
+	var hap child
+	if *haproxy != "" {
+		if hap, err = startHAProxy(ctx, *haproxy, layout.gateway, mock.addr); err != nil {
+			return nil, err
+		}
+		defer func() { cancel(); <-hap.done }()
+	}
 	mockAddr, gwAddr := mock.addr, gw.addr
 	procs := runtime.GOMAXPROCS(0)
 	if err := pinSelf(layout.driver); err != nil {
@@ -183,25 +198,34 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 	direct := "http://" + mockAddr + "/v1/chat/completions"
 	gateway := "http://" + gwAddr + "/v1/chat/completions"
 
-	phase := func(url string, body []byte, isStream bool, r float64, d time.Duration) Stats {
+	// phase measures url; proxy is the process whose CPU is the
+	// "gateway CPU/req" column (none for direct).
+	phase := func(url string, proxy int, body []byte, isStream bool, r float64, d time.Duration) Stats {
 		if *warmup > 0 {
 			load(ctx, client, url, body, isStream, r, *warmup)
 		}
-		m0, g0 := cpuTime(mock.pid), cpuTime(gw.pid)
+		m0, g0 := cpuTime(mock.pid), cpuTime(proxy)
 		s := load(ctx, client, url, body, isStream, r, d)
 		if s.N > 0 {
 			s.MockCPU = (cpuTime(mock.pid) - m0) / time.Duration(s.N)
-			s.GatewayCPU = (cpuTime(gw.pid) - g0) / time.Duration(s.N)
+			s.GatewayCPU = (cpuTime(proxy) - g0) / time.Duration(s.N)
 		}
 		return s
 	}
+	viaHAProxy := "http://" + hap.addr + "/v1/chat/completions"
 	for i := 0; i < *rounds && ctx.Err() == nil; i++ {
 		var rd Round
-		rd.Direct = phase(direct, chat, false, *rate, *duration)
-		rd.Gateway = phase(gateway, chat, false, *rate, *duration)
+		rd.Direct = phase(direct, 0, chat, false, *rate, *duration)
+		rd.Gateway = phase(gateway, gw.pid, chat, false, *rate, *duration)
+		if hap.pid != 0 {
+			rd.HAProxy = phase(viaHAProxy, hap.pid, chat, false, *rate, *duration)
+		}
 		if *streamRate > 0 {
-			rd.StreamDirect = phase(direct, stream, true, *streamRate, *streamDuration)
-			rd.StreamGateway = phase(gateway, stream, true, *streamRate, *streamDuration)
+			rd.StreamDirect = phase(direct, 0, stream, true, *streamRate, *streamDuration)
+			rd.StreamGateway = phase(gateway, gw.pid, stream, true, *streamRate, *streamDuration)
+			if hap.pid != 0 {
+				rd.StreamHAProxy = phase(viaHAProxy, hap.pid, stream, true, *streamRate, *streamDuration)
+			}
 		}
 		rep.Rounds = append(rep.Rounds, rd)
 		fmt.Fprintf(stdout, "round %d:\n", i+1)
@@ -223,19 +247,31 @@ func run(ctx context.Context, args []string, stdout io.Writer) (*Report, error) 
 	rep.AddedP99 = diff(func(r Round) time.Duration { return r.Gateway.P99 - r.Direct.P99 })
 	rep.AddedTTFTP50 = diff(func(r Round) time.Duration { return r.StreamGateway.P50 - r.StreamDirect.P50 })
 	rep.AddedTTFTP99 = diff(func(r Round) time.Duration { return r.StreamGateway.P99 - r.StreamDirect.P99 })
+	rep.HAProxyAddedP50 = diff(func(r Round) time.Duration { return r.HAProxy.P50 - r.Direct.P50 })
+	rep.HAProxyAddedP99 = diff(func(r Round) time.Duration { return r.HAProxy.P99 - r.Direct.P99 })
+	rep.HAProxyAddedTTFTP50 = diff(func(r Round) time.Duration { return r.StreamHAProxy.P50 - r.StreamDirect.P50 })
+	rep.HAProxyAddedTTFTP99 = diff(func(r Round) time.Duration { return r.StreamHAProxy.P99 - r.StreamDirect.P99 })
 
 	fmt.Fprintf(stdout, "\nmedians of %d rounds (load average before %s, after %s):\n\n", len(rep.Rounds), rep.LoadBefore, rep.LoadAfter)
-	fmt.Fprintln(stdout, "| phase | req/s | n | errors | p50 | p90 | p99 | max | mock CPU/req | gateway CPU/req |")
+	fmt.Fprintln(stdout, "| phase | req/s | n | errors | p50 | p90 | p99 | max | mock CPU/req | proxy CPU/req |")
 	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	printRound(stdout, rep.Median, *streamRate > 0)
 	fmt.Fprintf(stdout, "\nadded by the gateway (median of per-round differences): p50 %s, p99 %s\n", us(rep.AddedP50), us(rep.AddedP99))
 	if *streamRate > 0 {
 		fmt.Fprintf(stdout, "added time to first token: p50 %s, p99 %s\n", us(rep.AddedTTFTP50), us(rep.AddedTTFTP99))
 	}
+	if hap.pid != 0 {
+		fmt.Fprintf(stdout, "added by HAProxy (same method, same run): p50 %s, p99 %s", us(rep.HAProxyAddedP50), us(rep.HAProxyAddedP99))
+		if *streamRate > 0 {
+			fmt.Fprintf(stdout, "; time to first token p50 %s, p99 %s", us(rep.HAProxyAddedTTFTP50), us(rep.HAProxyAddedTTFTP99))
+		}
+		fmt.Fprintln(stdout)
+	}
 	return rep, nil
 }
 
 func printRound(w io.Writer, r Round, streams bool) {
+	haproxy := r.HAProxy.N > 0
 	row := func(name string, s Stats) {
 		fmt.Fprintf(w, "| %s | %.0f | %d | %d | %s | %s | %s | %s | %s | %s |\n", name, s.Rate, s.N, s.Errors, us(s.P50), us(s.P90), us(s.P99), us(s.Max), us(s.MockCPU), us(s.GatewayCPU))
 		if s.FirstErr != "" {
@@ -244,9 +280,15 @@ func printRound(w io.Writer, r Round, streams bool) {
 	}
 	row("chat, direct to mock", r.Direct)
 	row("chat, through gateway", r.Gateway)
+	if haproxy {
+		row("chat, through HAProxy", r.HAProxy)
+	}
 	if streams {
 		row("stream TTFT, direct", r.StreamDirect)
 		row("stream TTFT, through gateway", r.StreamGateway)
+		if haproxy {
+			row("stream TTFT, through HAProxy", r.StreamHAProxy)
+		}
 	}
 }
 
@@ -428,6 +470,8 @@ func medianRound(rs []Round) Round {
 	}
 	return Round{
 		Direct:        medianStats(col(func(r Round) Stats { return r.Direct })),
+		HAProxy:       medianStats(col(func(r Round) Stats { return r.HAProxy })),
+		StreamHAProxy: medianStats(col(func(r Round) Stats { return r.StreamHAProxy })),
 		Gateway:       medianStats(col(func(r Round) Stats { return r.Gateway })),
 		StreamDirect:  medianStats(col(func(r Round) Stats { return r.StreamDirect })),
 		StreamGateway: medianStats(col(func(r Round) Stats { return r.StreamGateway })),
@@ -496,9 +540,85 @@ func startChild(ctx context.Context, cpu int, role string, args ...string) (chil
 	return child{addr: addr, pid: cmd.Process.Pid, done: done}, nil
 }
 
+// haproxyConfig is ../shared/bench/peers/haproxy.cfg's setup: one thread,
+// no logging, keep-alive on both sides, upstream connections shared
+// between clients, and http-no-delay so that stream events are not held
+// back.
+const haproxyConfig = `global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    option http-no-delay
+frontend fe
+    bind %s
+    default_backend be
+backend be
+    http-reuse always
+    server up %s
+`
+
+// startHAProxy runs the HAProxy binary exe in the foreground, pinned to
+// cpu, in front of upstream, and returns its address once it accepts
+// connections. It stops when ctx is done.
+func startHAProxy(ctx context.Context, exe string, cpu int, upstream string) (child, error) {
+	path, err := exec.LookPath(exe)
+	if err != nil {
+		return child{}, fmt.Errorf("-haproxy: %w (apt-get install haproxy)", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return child{}, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir, err := os.MkdirTemp("", "loadgen-haproxy")
+	if err != nil {
+		return child{}, err
+	}
+	cfg := dir + "/haproxy.cfg"
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, haproxyConfig, addr, upstream), 0o600); err != nil {
+		return child{}, err
+	}
+	cmd := exec.CommandContext(ctx, path, "-db", "-f", cfg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := startPinned(cmd, cpu); err != nil {
+		return child{}, err
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		os.RemoveAll(dir)
+		close(done)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return child{addr: addr, pid: cmd.Process.Pid, done: done}, nil
+		}
+		select {
+		case <-done:
+			return child{}, fmt.Errorf("haproxy exited before listening on %s", addr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return child{}, fmt.Errorf("haproxy not listening on %s after 10 s: %v", addr, err)
+		}
+	}
+}
+
 // cpuTime is the user + system CPU time process pid has used, from
 // /proc/pid/stat (zero where that cannot be read).
 func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
