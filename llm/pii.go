@@ -678,7 +678,10 @@ func (w *jsonRedactor) value(i, depth int, key string, text bool) int {
 			if depth == 0 && w.roots != nil {
 				childText = w.roots[k]
 			}
-			if piiSkipKeys[k] {
+			if piiSkipKeys[k] || (k == "input" && depth > 0) {
+				// A nested "input" is an Anthropic tool_use block's
+				// arguments (a top-level one is a Responses or embeddings
+				// request's text).
 				childText = false
 			}
 			if i = w.value(skipWS(b, i+1), depth+1, k, childText); i < 0 {

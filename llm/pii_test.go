@@ -156,6 +156,23 @@ func TestRedactJSON(t *testing.T) {
 	if !json.Valid([]byte(got)) {
 		t.Error("invalid JSON")
 	}
+	// Tool-call arguments stay as they are in Anthropic's schema too (a
+	// nested "input"), in requests and responses; a top-level input is
+	// text.
+	in = `{"messages":[{"role":"assistant","content":[{"type":"text","text":"to a@b.com"},{"type":"tool_use","id":"t","name":"mail","input":{"to":"a@b.com"}}]}]}`
+	want = `{"messages":[{"role":"assistant","content":[{"type":"text","text":"to [REDACTED_EMAIL]"},{"type":"tool_use","id":"t","name":"mail","input":{"to":"a@b.com"}}]}]}`
+	if got := string(r.redactJSON([]byte(in), piiTextRoots)); got != want {
+		t.Errorf("redactJSON, Anthropic tool_use:\n got %s\nwant %s", got, want)
+	}
+	resp := `{"type":"message","content":[{"type":"text","text":"sent to a@b.com"},{"type":"tool_use","id":"t","name":"mail","input":{"to":"a@b.com"}}]}`
+	wantResp := `{"type":"message","content":[{"type":"text","text":"sent to [REDACTED_EMAIL]"},{"type":"tool_use","id":"t","name":"mail","input":{"to":"a@b.com"}}]}`
+	if got := string(r.redactJSON([]byte(resp), map[string]bool{"content": true})); got != wantResp {
+		t.Errorf("redactJSON, Anthropic response:\n got %s\nwant %s", got, wantResp)
+	}
+	in = `{"model":"m","input":"mail a@b.com"}`
+	if got := string(r.redactJSON([]byte(in), piiTextRoots)); got != `{"model":"m","input":"mail [REDACTED_EMAIL]"}` {
+		t.Errorf("redactJSON, top-level input: %s", got)
+	}
 	clean := `{"messages":[{"role":"user","content":"hello"}]}`
 	if got := r.redactJSON([]byte(clean), piiTextRoots); &got[0] != &[]byte(clean)[0] && string(got) != clean {
 		t.Errorf("clean body changed: %s", got)

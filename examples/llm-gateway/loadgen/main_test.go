@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,38 @@ func TestShortRun(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "added by the gateway") {
 		t.Errorf("no summary in the output")
+	}
+}
+
+// TestHAProxyReference runs the same short measurement with HAProxy in
+// front of the mock as the reference proxy.
+func TestHAProxyReference(t *testing.T) {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Fatal("this test needs haproxy on PATH (apt-get install haproxy; .ci/run installs it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	rep, err := run(ctx, []string{"-rate", "200", "-duration", "1s", "-warmup", "200ms", "-rounds", "1",
+		"-stream-rate", "50", "-stream-duration", "1s", "-chunks", "4", "-haproxy", "haproxy"}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rep.Median
+	for name, s := range map[string]Stats{"haproxy": m.HAProxy, "stream haproxy": m.StreamHAProxy} {
+		want := 200
+		if strings.HasPrefix(name, "stream") {
+			want = 50
+		}
+		if s.Errors != 0 || s.N != want {
+			t.Errorf("%s: %d requests, %d errors (first: %s); want %d, none", name, s.N, s.Errors, s.FirstErr, want)
+		}
+		if !(0 < s.P50 && s.P50 <= s.P99) {
+			t.Errorf("%s: p50 %v p99 %v", name, s.P50, s.P99)
+		}
+	}
+	if !strings.Contains(out.String(), "added by HAProxy") {
+		t.Errorf("no HAProxy summary in the output")
 	}
 }
