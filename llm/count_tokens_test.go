@@ -18,12 +18,9 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
 
-	"github.com/porticoproxy/portico"
 	"github.com/porticoproxy/portico/filter"
-	"github.com/porticoproxy/portico/listener"
 	"github.com/porticoproxy/portico/llm"
 	"github.com/porticoproxy/portico/llm/mock"
-	"github.com/porticoproxy/portico/route"
 )
 
 // countEstimated is the response details of an estimated count.
@@ -64,40 +61,9 @@ func (c countRecorder) next(t *testing.T) counted {
 func startCountGateway(t *testing.T, p llm.Provider) (string, countRecorder) {
 	t.Helper()
 	p.Name = "counted"
-	g, err := llm.New(llm.Config{
-		Providers: []llm.Provider{p},
-		Models:    []llm.Model{{Name: "*", Provider: "counted"}},
-		Getenv: func(k string) string {
-			if k == "SCRIPTED_KEY" {
-				return upstreamKey
-			}
-			return ""
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := make(countRecorder, 16)
-	gw, err := portico.New(portico.Config{
-		Listeners: []listener.Config{{Name: "llm", Address: "127.0.0.1:0", FilterChains: []listener.FilterChain{{
-			HTTP: &listener.HTTPConfig{StatPrefix: "llm", RouteConfig: "llm", Filters: []filter.Filter{rec, g}},
-		}}}},
-		Routes: []route.Config{{Name: "llm", VirtualHosts: []route.VirtualHost{{
-			Name: "llm", Domains: []string{"*"}, Rules: g.Rules(),
-		}}}},
-		Clusters: g.Clusters(),
-	}, portico.Options{Admin: "-"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return "http://" + gw.ListenerAddr("llm").String(), rec
+	base, _ := policyGateway(t, llm.Config{Providers: []llm.Provider{p}, Models: []llm.Model{{Name: "*", Provider: "counted"}}}, rec)
+	return base, rec
 }
 
 // countParams is what Claude Code sends: a system prompt, a conversation

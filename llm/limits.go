@@ -647,46 +647,46 @@ func setRateLimitHeaders(h http.Header, cs []counter, now time.Time) {
 	if req == nil && tok == nil {
 		return
 	}
-	// The six values are written into one buffer and sliced out of one
+	// The values are written into one buffer and sliced out of one
 	// string: two allocations instead of six.
 	var buf [128]byte
 	b := buf[:0]
-	var ends [6]int
-	if req != nil {
-		b = strconv.AppendInt(b, req.capacity, 10)
-		ends[0] = len(b)
-		b = strconv.AppendInt(b, req.remaining(), 10)
-		ends[1] = len(b)
-		b = appendReset(b, req.untilFull(now))
-		ends[2] = len(b)
-	}
-	if tok != nil {
-		b = strconv.AppendInt(b, tok.capacity, 10)
-		ends[3] = len(b)
-		b = strconv.AppendInt(b, tok.remaining(), 10)
-		ends[4] = len(b)
-		b = appendReset(b, tok.untilFull(now))
-		ends[5] = len(b)
+	var ends [6]int // where each value ends in b
+	for i, c := range [2]*counter{req, tok} {
+		if c != nil {
+			b = strconv.AppendInt(b, c.capacity, 10)
+			ends[3*i] = len(b)
+			b = strconv.AppendInt(b, c.remaining(), 10)
+			ends[3*i+1] = len(b)
+			b = appendReset(b, c.untilFull(now))
+		}
+		ends[3*i+2] = len(b)
 	}
 	all := string(b)
 	vals := make([]string, 6)
 	start := 0
 	for i, end := range ends {
-		if end >= start { // zero for the absent counter's values
+		if end >= start { // zero for an absent counter's first two
 			vals[i] = all[start:end]
 			start = end
 		}
 	}
-	if req != nil {
-		h["X-Ratelimit-Limit-Requests"] = vals[0:1:1]
-		h["X-Ratelimit-Remaining-Requests"] = vals[1:2:2]
-		h["X-Ratelimit-Reset-Requests"] = vals[2:3:3]
+	for i, c := range [2]*counter{req, tok} {
+		if c == nil {
+			continue
+		}
+		names := rateLimitHeaders[i]
+		for j, name := range names {
+			h[name] = vals[3*i+j : 3*i+j+1 : 3*i+j+1]
+		}
 	}
-	if tok != nil {
-		h["X-Ratelimit-Limit-Tokens"] = vals[3:4:4]
-		h["X-Ratelimit-Remaining-Tokens"] = vals[4:5:5]
-		h["X-Ratelimit-Reset-Tokens"] = vals[5:6:6]
-	}
+}
+
+// rateLimitHeaders are the x-ratelimit-* names, for the request and the
+// token counters: limit, remaining, reset.
+var rateLimitHeaders = [2][3]string{
+	{"X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests"},
+	{"X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens"},
 }
 
 // admissionEstimate estimates a request's prompt tokens for admission

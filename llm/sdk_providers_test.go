@@ -2,7 +2,6 @@ package llm_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,12 +18,8 @@ import (
 	"github.com/openai/openai-go/v3/responses"
 	"github.com/openai/openai-go/v3/shared"
 
-	"github.com/porticoproxy/portico"
-	"github.com/porticoproxy/portico/filter"
-	"github.com/porticoproxy/portico/listener"
 	"github.com/porticoproxy/portico/llm"
 	"github.com/porticoproxy/portico/llm/internal/eventstream"
-	"github.com/porticoproxy/portico/route"
 )
 
 // startGatewayFor serves a Portico gateway with the llm filter in front of
@@ -33,40 +28,9 @@ import (
 func startGatewayFor(t *testing.T, p llm.Provider) (string, calls) {
 	t.Helper()
 	p.Name = "scripted"
-	g, err := llm.New(llm.Config{
-		Providers: []llm.Provider{p},
-		Models:    []llm.Model{{Name: "*", Provider: "scripted"}},
-		Getenv: func(k string) string {
-			if k == "SCRIPTED_KEY" {
-				return upstreamKey
-			}
-			return ""
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := make(calls, 16)
-	gw, err := portico.New(portico.Config{
-		Listeners: []listener.Config{{Name: "llm", Address: "127.0.0.1:0", FilterChains: []listener.FilterChain{{
-			HTTP: &listener.HTTPConfig{StatPrefix: "llm", RouteConfig: "llm", Filters: []filter.Filter{rec, g}},
-		}}}},
-		Routes: []route.Config{{Name: "llm", VirtualHosts: []route.VirtualHost{{
-			Name: "llm", Domains: []string{"*"}, Rules: g.Rules(),
-		}}}},
-		Clusters: g.Clusters(),
-	}, portico.Options{Admin: "-"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return "http://" + gw.ListenerAddr("llm").String(), rec
+	base, _ := policyGateway(t, llm.Config{Providers: []llm.Provider{p}, Models: []llm.Model{{Name: "*", Provider: "scripted"}}}, rec)
+	return base, rec
 }
 
 func bodyOf(t *testing.T, req recorded) map[string]any {

@@ -22,11 +22,8 @@ import (
 	ooption "github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 
-	"github.com/porticoproxy/portico"
 	"github.com/porticoproxy/portico/filter"
-	"github.com/porticoproxy/portico/listener"
 	"github.com/porticoproxy/portico/llm"
-	"github.com/porticoproxy/portico/route"
 )
 
 const upstreamKey = "sk-upstream-SECRET-abcdef0123456789"
@@ -142,40 +139,7 @@ func startGateway(t *testing.T, kind llm.Kind, upstreamURL string) (string, call
 	if kind == llm.OpenAI {
 		base += "/v1"
 	}
-	g, err := llm.New(llm.Config{
-		Providers: []llm.Provider{{Name: "scripted", Kind: kind, BaseURL: base, APIKeyEnv: "SCRIPTED_KEY"}},
-		Models:    []llm.Model{{Name: "*", Provider: "scripted"}},
-		Getenv: func(k string) string {
-			if k == "SCRIPTED_KEY" {
-				return upstreamKey
-			}
-			return ""
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := make(calls, 16)
-	gw, err := portico.New(portico.Config{
-		Listeners: []listener.Config{{Name: "llm", Address: "127.0.0.1:0", FilterChains: []listener.FilterChain{{
-			HTTP: &listener.HTTPConfig{StatPrefix: "llm", RouteConfig: "llm", Filters: []filter.Filter{rec, g}},
-		}}}},
-		Routes: []route.Config{{Name: "llm", VirtualHosts: []route.VirtualHost{{
-			Name: "llm", Domains: []string{"*"}, Rules: g.Rules(),
-		}}}},
-		Clusters: g.Clusters(),
-	}, portico.Options{Admin: "-"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return "http://" + gw.ListenerAddr("llm").String(), rec
+	return startGatewayFor(t, llm.Provider{Kind: kind, BaseURL: base, APIKeyEnv: "SCRIPTED_KEY"})
 }
 
 func openAIClient(base string) openai.Client {
