@@ -55,7 +55,10 @@ import (
 type PII struct {
 	// Requests redacts the text of requests before they go upstream.
 	Requests bool `json:"requests,omitempty"`
-	// Responses redacts the text of responses, streams included.
+	// Responses redacts the text of responses, streams included. Requests
+	// then no longer ask for log probabilities (logprobs, top_logprobs,
+	// the Responses include "message.output_text.logprobs"): their tokens
+	// would carry the text the redaction removes.
 	Responses bool `json:"responses,omitempty"`
 	// Types lists the recognisers to use ("email", "phone", "card",
 	// "iban", "ssn"); empty means all.

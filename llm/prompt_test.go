@@ -164,3 +164,46 @@ func TestPIIRedactionThroughGateway(t *testing.T) {
 		t.Errorf("streamed %q\n%s", text, w.Body)
 	}
 }
+
+// TestPIIResponsesDropsLogprobs: with response redaction on, requests no
+// longer ask for log probabilities, whose tokens would carry the text the
+// redaction removes; everything else in the request is kept.
+func TestPIIResponsesDropsLogprobs(t *testing.T) {
+	chatResp := `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+	for _, tt := range []struct {
+		name      string
+		api       API
+		responses bool
+		body      string
+		want      string
+	}{
+		{"chat", ChatCompletions, true,
+			`{"model":"m","logprobs":true,"messages":[{"role":"user","content":"hi"}],"top_logprobs":3,"temperature":0}`,
+			`{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0}`},
+		{"responses", Responses, true,
+			`{"model":"m","input":"hi","include":["reasoning.encrypted_content","message.output_text.logprobs"],"top_logprobs":2}`,
+			`{"model":"m","input":"hi","include":["reasoning.encrypted_content"]}`},
+		{"redaction off", ChatCompletions, false,
+			`{"model":"m","logprobs":true,"messages":[{"role":"user","content":"hi"}],"top_logprobs":3}`,
+			`{"model":"m","logprobs":true,"messages":[{"role":"user","content":"hi"}],"top_logprobs":3}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := policyGW(t, OpenAI, func(c *Config) {
+				c.PII = PII{Responses: tt.responses}
+				c.Providers[0].Responses = ResponsesNative // the body as the client sent it
+			})
+			var got []byte
+			resp := chatResp
+			if tt.api == Responses {
+				resp = `{"id":"r","object":"response","created_at":1,"status":"completed","model":"m","output":[],"usage":{"input_tokens":1,"output_tokens":1,"total_tokens":2}}`
+			}
+			w, _ := do(t, g, tt.api, tt.body, nil, capture(&got, resp))
+			if w.Code != 200 {
+				t.Fatalf("status %d %s", w.Code, w.Body)
+			}
+			if string(got) != tt.want {
+				t.Errorf("upstream got\n %s\nwant\n %s", got, tt.want)
+			}
+		})
+	}
+}

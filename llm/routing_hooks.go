@@ -3,6 +3,7 @@ package llm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -195,17 +196,22 @@ func (g *Gateway) Close() error {
 // request body, before routing. It returns the body to use and its parsed
 // form.
 func (g *Gateway) rewriteRequest(api API, model string, body []byte, obj jsonobj.Object) ([]byte, jsonobj.Object, *apiError) {
-	if g.prompt == nil && !g.piiReq {
+	if g.prompt == nil && !g.piiReq && !g.piiResp {
 		return body, obj, nil
 	}
 	out := body
+	if g.piiResp {
+		// Log probabilities carry the answer's tokens as the model wrote
+		// them: they would leak what response redaction removes.
+		out = withoutLogprobs(api, out, obj)
+	}
 	if g.prompt != nil {
 		var aerr *apiError
 		if out, aerr = applyPrompt(g.prompt, api, model, out, obj); aerr != nil {
 			return nil, obj, aerr
 		}
 	}
-	if g.piiReq && (api == ChatCompletions || api == Messages || api == CountTokens || api.String() == "responses") {
+	if g.piiReq && (api == ChatCompletions || api == Messages || api == CountTokens || api == Responses) {
 		out = g.pii.redactJSON(out, piiTextRoots)
 	}
 	if bytes.Equal(out, body) {
@@ -216,6 +222,46 @@ func (g *Gateway) rewriteRequest(api API, model string, body []byte, obj jsonobj
 		return nil, obj, badRequest("%v", err)
 	}
 	return out, o, nil
+}
+
+// withoutLogprobs removes what asks for log probabilities from an OpenAI
+// request: logprobs and top_logprobs (Chat Completions), top_logprobs and
+// the "message.output_text.logprobs" include (Responses). It returns body
+// itself when there is nothing to remove.
+func withoutLogprobs(api API, body []byte, obj jsonobj.Object) []byte {
+	if api != ChatCompletions && api != Responses {
+		return body
+	}
+	out := body
+	for _, k := range [...]string{"logprobs", "top_logprobs"} {
+		if _, ok := obj.Get(k); ok {
+			out = obj.Delete(k)
+			o, err := jsonobj.ParseValid(out)
+			if err != nil {
+				return body
+			}
+			obj = o
+		}
+	}
+	if api != Responses {
+		return out
+	}
+	raw, ok := obj.Get("include")
+	if !ok || !bytes.Contains(raw, []byte("logprobs")) {
+		return out
+	}
+	var include []string
+	if json.Unmarshal(raw, &include) != nil {
+		return out // not a list of strings: the provider will say so
+	}
+	kept := include[:0]
+	for _, v := range include {
+		if v != "message.output_text.logprobs" {
+			kept = append(kept, v)
+		}
+	}
+	b, _ := json.Marshal(kept)
+	return obj.Set("include", b)
 }
 
 // admit runs before the request is prepared for its provider: it starts
@@ -245,6 +291,18 @@ func (g *Gateway) upstreamResponse(ctx context.Context, x *filter.Exchange, f *f
 		limit = filter.DefaultBufferLimit
 	}
 	start := time.Now()
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		// Sized and within the limit: one allocation, read to EOF.
+		b, err := filter.ReadBody(resp.Body, n, limit)
+		call.st.pol.upstream += time.Since(start)
+		if err == nil {
+			resp.Body.Close()
+			resp.Body = filter.NewBytesBody(b)
+			return
+		}
+		resp.Body = readCloser{io.MultiReader(bytes.NewReader(b), errReader{err}), resp.Body}
+		return
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	call.st.pol.upstream += time.Since(start)
 	switch {

@@ -33,6 +33,7 @@ var ErrDuplicateKey = errors.New("duplicate key")
 type Member struct {
 	Key        string
 	Start, End int
+	keyStart   int // where the member's key starts
 }
 
 // Object is the index of a parsed object. It refers to the source slice,
@@ -81,7 +82,7 @@ func index(src []byte, i int) (Object, error) {
 				return Object{}, fmt.Errorf("%w %q", ErrDuplicateKey, key)
 			}
 		}
-		o.members = append(o.members, Member{Key: key, Start: vStart, End: vEnd})
+		o.members = append(o.members, Member{Key: key, Start: vStart, End: vEnd, keyStart: kStart})
 		i = skipSpace(src, vEnd)
 		if src[i] == '}' {
 			return o, nil
@@ -214,6 +215,29 @@ func (o Object) Bool(key string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%s: must be a boolean", key)
+}
+
+// Delete returns a copy of the source without the member key (and the
+// comma that separated it), or the source itself when key is absent.
+// Every other byte is kept.
+func (o Object) Delete(key string) []byte {
+	src, ms := o.src, o.members
+	for i, m := range ms {
+		if m.Key != key {
+			continue
+		}
+		from, to := m.keyStart, m.End
+		switch {
+		case i+1 < len(ms): // up to the next member's key
+			to = ms[i+1].keyStart
+		case i > 0: // the last: from the end of the previous value
+			from = ms[i-1].End
+		}
+		out := make([]byte, 0, len(src)-(to-from))
+		out = append(out, src[:from]...)
+		return append(out, src[to:]...)
+	}
+	return src
 }
 
 // Set returns a copy of the source with the value of key replaced by raw,

@@ -205,3 +205,27 @@ func TestParseAllocations(t *testing.T) {
 		t.Errorf("Parse + Object + Int: %v allocations, want at most 2 (the two indexes)", n)
 	}
 }
+
+func TestDelete(t *testing.T) {
+	for _, tt := range []struct{ src, key, want string }{
+		{`{"a":1,"b":2,"c":3}`, "a", `{"b":2,"c":3}`},
+		{`{"a":1,"b":2,"c":3}`, "b", `{"a":1,"c":3}`},
+		{`{"a":1,"b":2,"c":3}`, "c", `{"a":1,"b":2}`},
+		{`{ "a" : [1,{"x":"}"}] , "b":2 }`, "a", `{ "b":2 }`},
+		{`{"a":1 , "b" : "x" }`, "b", `{"a":1 }`},
+		{`{"only":true}`, "only", `{}`},
+		{`{"a":1}`, "zz", `{"a":1}`},
+	} {
+		o, err := Parse([]byte(tt.src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := o.Delete(tt.key)
+		if string(got) != tt.want {
+			t.Errorf("Delete(%q) of %s = %s, want %s", tt.key, tt.src, got, tt.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("Delete(%q) of %s: invalid JSON %s", tt.key, tt.src, got)
+		}
+	}
+}
