@@ -152,6 +152,9 @@ func (g *Gateway) adminClusters(w http.ResponseWriter, r *http.Request) {
 					if chk.Status != health.Healthy && chk.Status != health.Unknown {
 						h.HealthStatus["failed_active_health_check"] = true
 					}
+					if chk.Degraded {
+						h.HealthStatus["failed_active_degraded_check"] = true
+					}
 				}
 				if e.SuccessRate >= 0 {
 					h.SuccessRate = &percent{e.SuccessRate}

@@ -223,6 +223,7 @@ func (c *Cluster) lbView(eps []Endpoint) []lb.Endpoint {
 			Locality:       ep.Locality,
 			LocalityWeight: ep.LocalityWeight,
 			Healthy:        ep.Health.usable(),
+			Degraded:       ep.Health == Degraded,
 		}
 	}
 	return view

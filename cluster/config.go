@@ -71,9 +71,14 @@ const (
 	// (Envoy's TIMEOUT, renamed because ErrorKind has Timeout); treated as
 	// unhealthy.
 	HealthCheckTimeout
-	// Degraded endpoints are treated as unhealthy by the balancers.
-	// Envoy uses them when healthy capacity runs short; Portico does not
-	// model degraded capacity yet.
+	// Degraded endpoints can serve but take traffic only when the
+	// healthy ones cannot carry it all, as in Envoy: they count toward
+	// their priority level's availability and panic threshold, and take
+	// the degraded share of the priority load (see package lb). An active
+	// HTTP health check whose passing response carries x-envoy-degraded
+	// makes an endpoint degraded too (health.DegradedHeader). Failing a
+	// check or an outlier ejection still makes a degraded endpoint
+	// unhealthy.
 	Degraded
 )
 
@@ -96,8 +101,10 @@ func (h HealthStatus) String() string {
 	return "HealthStatus(" + strconv.Itoa(int(h)) + ")"
 }
 
-// usable reports whether the balancer may treat the status as healthy.
-func (h HealthStatus) usable() bool { return h == Unknown || h == Healthy }
+// usable reports whether the balancer may send traffic to an endpoint of
+// this status outside panic mode: as a healthy endpoint, or as a degraded
+// one.
+func (h HealthStatus) usable() bool { return h == Unknown || h == Healthy || h == Degraded }
 
 // Endpoint is one upstream address of a cluster. Values are copied in and
 // out of a Cluster, Metadata included, so a caller's Endpoint is never

@@ -42,7 +42,9 @@
 // its discovery health, its active checks ([Config.HealthChecks], run by
 // health.Monitor) and outlier detection ([Config.OutlierDetection]),
 // which Send feeds with each attempt's status or error through per-
-// endpoint atomics; changes are applied by one control goroutine per
+// endpoint atomics: healthy, unhealthy, or degraded (EDS [Degraded], or
+// an HTTP check answered with x-envoy-degraded), which the balancer uses
+// only when healthy endpoints run short. Changes are applied by one control goroutine per
 // cluster, which republishes the balancer's endpoints. [Cluster.Stats]
 // and [Cluster.EndpointStates] expose it all under Envoy's names, for
 // the admin /clusters page and Prometheus. Retries and per-try timeouts

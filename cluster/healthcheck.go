@@ -52,7 +52,7 @@ func (c *Cluster) noteTraffic() {
 // goroutine. It must not block and must not take c.mu: UpdateEndpoints
 // holds c.mu while it waits for removed endpoints' check goroutines.
 func (c *Cluster) onCheck(ev health.Event) {
-	wake := ev.From != ev.To
+	wake := ev.Changed()
 	if ev.Err == nil && c.outlier != nil {
 		// A passing check may return an outlier-ejected endpoint.
 		if h := c.hostFor(ev.Endpoint); h != nil && h.od.ejectedNow.Load() {
@@ -74,4 +74,15 @@ func (c *Cluster) checksPassing(h *host) bool {
 		}
 	}
 	return true
+}
+
+// checksDegraded reports whether an active check found h degraded on its
+// last pass (an HTTP check answered with x-envoy-degraded).
+func (c *Cluster) checksDegraded(h *host) bool {
+	for _, m := range c.hs.monitors {
+		if m.Degraded(h.addr) {
+			return true
+		}
+	}
+	return false
 }

@@ -22,13 +22,14 @@ import (
 	"github.com/porticoproxy/portico/health"
 )
 
-// hcServer answers /healthz with 200 while healthy, 503 otherwise, and
-// every other path with its name.
+// hcServer answers /healthz with 200 while healthy, 503 otherwise, with
+// x-envoy-degraded while degraded, and every other path with its name.
 type hcServer struct {
 	*httptest.Server
-	name    string
-	healthy atomic.Bool
-	data    atomic.Int32 // status for data requests; 0 means 200
+	name     string
+	healthy  atomic.Bool
+	degraded atomic.Bool
+	data     atomic.Int32 // status for data requests; 0 means 200
 }
 
 func newHCServer(t *testing.T, name string) *hcServer {
@@ -36,6 +37,9 @@ func newHCServer(t *testing.T, name string) *hcServer {
 	s.healthy.Store(true)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
+			if s.degraded.Load() {
+				w.Header().Set("X-Envoy-Degraded", "true")
+			}
 			if !s.healthy.Load() {
 				w.WriteHeader(http.StatusServiceUnavailable)
 			}
@@ -385,6 +389,8 @@ func TestEndpointStateHealthFlags(t *testing.T) {
 	hcOK := health.EndpointStatus{Status: health.Healthy}
 	hcBad := health.EndpointStatus{Status: health.Unhealthy}
 	hcTimeout := health.EndpointStatus{Status: health.Unhealthy, TimedOut: true}
+	hcDegraded := health.EndpointStatus{Status: health.Healthy, Degraded: true}
+	hcBadDegraded := health.EndpointStatus{Status: health.Unhealthy, Degraded: true}
 	tests := []struct {
 		st   EndpointState
 		want string
@@ -397,6 +403,11 @@ func TestEndpointStateHealthFlags(t *testing.T) {
 		{EndpointState{Health: Unhealthy, Ejected: true, Checks: []health.EndpointStatus{hcBad}}, "/failed_active_hc/failed_outlier_check/failed_eds_health"},
 		{EndpointState{Health: HealthCheckTimeout}, "/failed_eds_health"},
 		{EndpointState{Health: Degraded}, "/degraded_eds_health"},
+		{EndpointState{Checks: []health.EndpointStatus{hcOK, hcDegraded}}, "/degraded_active_hc"},
+		// Envoy keeps degraded_active_hc while the check fails.
+		{EndpointState{Checks: []health.EndpointStatus{hcBadDegraded}}, "/failed_active_hc/degraded_active_hc"},
+		{EndpointState{Health: Degraded, Ejected: true, Checks: []health.EndpointStatus{hcDegraded}}, "/failed_outlier_check/degraded_active_hc/degraded_eds_health"},
+		{EndpointState{Health: Unhealthy, Checks: []health.EndpointStatus{hcDegraded}}, "/failed_eds_health/degraded_active_hc"},
 		{EndpointState{Health: Draining, Checks: []health.EndpointStatus{hcTimeout}}, "/failed_active_hc/active_hc_timeout/eds_status_draining"},
 	}
 	for _, tt := range tests {

@@ -8,11 +8,17 @@ import (
 	"github.com/porticoproxy/portico/health"
 )
 
-// An endpoint's effective health, the one its balancer sees, is the
-// conjunction of three sources, as Envoy's host health flags are:
+// An endpoint's effective health, the one its balancer sees, combines
+// three sources, as Envoy's host health flags do (Envoy's coarse health):
+// it is unhealthy when any source fails it, else degraded when any source
+// says degraded, else healthy.
 //
-//   - discovery: Endpoint.Health, Unknown or Healthy;
-//   - active health checking: every check in Config.HealthChecks passing.
+//   - discovery: Endpoint.Health Unknown or Healthy, Degraded
+//     (degraded_eds_health), anything else fails;
+//   - active health checking: every check in Config.HealthChecks passing;
+//     a passing check that found the endpoint degraded (an HTTP check
+//     answered with x-envoy-degraded) makes it degraded
+//     (degraded_active_hc).
 //     As in Envoy, an endpoint added to a health-checked cluster starts
 //     failed_active_hc and takes traffic once its first checks pass,
 //     which they do at once (the first verdict decides). A new cluster
@@ -40,9 +46,19 @@ type host struct {
 	od hostOutlier
 
 	// Control path, under c.mu.
-	ep      Endpoint // the discovery view
-	healthy bool     // effective health last published
+	ep     Endpoint   // the discovery view
+	health hostHealth // effective health last published
 }
+
+// hostHealth is an endpoint's effective health, Envoy's coarse host
+// health.
+type hostHealth uint8
+
+const (
+	hostUnhealthy hostHealth = iota // only in panic mode
+	hostDegraded                    // when healthy capacity runs short
+	hostHealthy
+)
 
 // hostSet is an immutable snapshot of the hosts, published through an
 // atomic pointer so that Send can find a host without locking.
@@ -191,8 +207,14 @@ func (c *Cluster) stopHosts() {
 }
 
 // effective is h's health as the balancer sees it.
-func (c *Cluster) effective(h *host) bool {
-	return h.ep.Health.usable() && !h.od.ejected && c.checksPassing(h)
+func (c *Cluster) effective(h *host) hostHealth {
+	switch {
+	case !h.ep.Health.usable() || h.od.ejected || !c.checksPassing(h):
+		return hostUnhealthy
+	case h.ep.Health == Degraded || c.checksDegraded(h):
+		return hostDegraded
+	}
+	return hostHealthy
 }
 
 // republish recomputes every host's effective health and, if one changed
@@ -200,15 +222,18 @@ func (c *Cluster) effective(h *host) bool {
 func (c *Cluster) republish(force bool) {
 	set := c.hs.hosts.Load()
 	changed := force
-	var healthy, hcHealthy uint64
+	var healthy, degraded, hcHealthy uint64
 	for _, h := range set.list {
 		e := c.effective(h)
-		if e != h.healthy {
-			h.healthy = e
+		if e != h.health {
+			h.health = e
 			changed = true
 		}
-		if e {
+		switch e {
+		case hostHealthy:
 			healthy++
+		case hostDegraded:
+			degraded++
 		}
 		if c.checksPassing(h) {
 			hcHealthy++
@@ -216,6 +241,7 @@ func (c *Cluster) republish(force bool) {
 	}
 	c.stats.membershipTotal.Store(uint64(len(set.list)))
 	c.stats.membershipHealthy.Store(healthy)
+	c.stats.membershipDegraded.Store(degraded)
 	if len(c.hs.monitors) > 0 {
 		c.stats.hcHealthy.Store(hcHealthy)
 	}
@@ -226,7 +252,8 @@ func (c *Cluster) republish(force bool) {
 	view := c.lbView(eps)
 	for i := range view {
 		if h := set.byAddr[view[i].Address]; h != nil {
-			view[i].Healthy = h.healthy
+			view[i].Healthy = h.health != hostUnhealthy
+			view[i].Degraded = h.health == hostDegraded
 		}
 	}
 	c.balancer.Update(view)
@@ -265,8 +292,13 @@ type EndpointState struct {
 	// detection or with too few requests.
 	SuccessRate            float64
 	LocalOriginSuccessRate float64
-	// Healthy is the effective health the balancer uses.
-	Healthy bool
+	// Healthy and Degraded are the effective health the balancer uses:
+	// Healthy when every source passes it and none says degraded,
+	// Degraded when every source passes it but one says degraded (it then
+	// takes traffic only when healthy endpoints run short), neither when
+	// it is unhealthy.
+	Healthy  bool
+	Degraded bool
 
 	ActiveRequests  int64  // rq_active
 	TotalRequests   uint64 // rq_total
@@ -277,13 +309,16 @@ type EndpointState struct {
 
 // HealthFlags returns the endpoint's health in the form of Envoy's
 // /clusters health_flags entry: "healthy", or the flags that keep it out
-// of load balancing, each with a leading slash, e.g.
-// "/failed_active_hc/failed_outlier_check", in Envoy's order.
+// of load balancing or mark it degraded, each with a leading slash, e.g.
+// "/failed_active_hc/failed_outlier_check" or "/degraded_active_hc", in
+// Envoy's order. As in Envoy, degraded_active_hc stays set while checks
+// fail, until a passing check finds the endpoint no longer degraded.
 func (s EndpointState) HealthFlags() string {
 	var b strings.Builder
-	failed, timeout := false, false
+	failed, degraded, timeout := false, false, false
 	for _, st := range s.Checks {
 		failed = failed || st.Status != health.Healthy
+		degraded = degraded || st.Degraded
 		timeout = timeout || st.TimedOut
 	}
 	if failed {
@@ -292,10 +327,13 @@ func (s EndpointState) HealthFlags() string {
 	if s.Ejected {
 		b.WriteString("/failed_outlier_check")
 	}
-	switch s.Health {
-	case Unhealthy, HealthCheckTimeout:
+	if s.Health == Unhealthy || s.Health == HealthCheckTimeout {
 		b.WriteString("/failed_eds_health")
-	case Degraded:
+	}
+	if degraded {
+		b.WriteString("/degraded_active_hc")
+	}
+	if s.Health == Degraded {
 		b.WriteString("/degraded_eds_health")
 	}
 	if timeout {
@@ -320,6 +358,7 @@ func (c *Cluster) EndpointStates() []EndpointState {
 	out := make([]EndpointState, len(set.list))
 	for i, h := range set.list {
 		s := &out[i]
+		e := c.effective(h)
 		*s = EndpointState{
 			Address:                h.addr,
 			Weight:                 h.ep.Weight,
@@ -330,7 +369,8 @@ func (c *Cluster) EndpointStates() []EndpointState {
 			Ejections:              h.od.ejections,
 			SuccessRate:            h.od.rate,
 			LocalOriginSuccessRate: h.od.rateLocal,
-			Healthy:                c.effective(h),
+			Healthy:                e == hostHealthy,
+			Degraded:               e == hostDegraded,
 			ActiveRequests:         h.rqActive.Load(),
 			TotalRequests:          h.rqTotal.Load(),
 			SuccessRequests:        h.rqSuccess.Load(),

@@ -28,8 +28,13 @@ type Stats struct {
 	// MembershipTotal is membership_total (gauge): endpoints in the set.
 	MembershipTotal uint64
 	// MembershipHealthy is membership_healthy (gauge): endpoints healthy
-	// by discovery, every active check and outlier detection.
+	// by discovery, every active check and outlier detection, and
+	// degraded by none of them.
 	MembershipHealthy uint64
+	// MembershipDegraded is membership_degraded (gauge): endpoints that
+	// pass every source but are degraded by discovery (EDS DEGRADED) or
+	// an active check (x-envoy-degraded).
+	MembershipDegraded uint64
 
 	// CircuitBreakers are the circuit_breakers.<priority>.* gauges.
 	CircuitBreakers CircuitBreakerStats
@@ -109,7 +114,7 @@ type clusterStats struct {
 	activeOverflow  atomic.Uint64
 	retryOverflow   atomic.Uint64
 
-	membershipTotal, membershipHealthy, hcHealthy atomic.Uint64
+	membershipTotal, membershipHealthy, membershipDegraded, hcHealthy atomic.Uint64
 
 	ejectionsActive, ejectionsOverflow, ejectionsTotal      atomic.Uint64
 	ejectionsEnforcedTotal, ejections5xxOld, ejectionsSROld atomic.Uint64
@@ -137,6 +142,7 @@ func (c *Cluster) Stats() Stats {
 		UpstreamRqRetryOverflow:   s.retryOverflow.Load(),
 		MembershipTotal:           s.membershipTotal.Load(),
 		MembershipHealthy:         s.membershipHealthy.Load(),
+		MembershipDegraded:        s.membershipDegraded.Load(),
 		CircuitBreakers:           CircuitBreakerStats{Default: d, High: h},
 		OutlierDetection: OutlierStats{
 			EjectionsActive:         s.ejectionsActive.Load(),

@@ -31,6 +31,39 @@ func (f CheckerFunc) Check(ctx context.Context, address string) error { return f
 
 var _ Checker = CheckerFunc(nil)
 
+// DegradedChecker is implemented by checkers whose probe can pass and yet
+// report the endpoint degraded: able to serve, but to be used only when
+// healthy endpoints run short (Envoy's degraded_active_hc). [HTTP] is one:
+// an expected status with the [DegradedHeader] header is degraded. A
+// [Monitor] detects the interface once, in [NewMonitor], and calls
+// CheckDegraded instead of Check; the rules of Check apply.
+type DegradedChecker interface {
+	// CheckDegraded probes address once, like Check, and reports whether
+	// the endpoint declared itself degraded. degraded is ignored when err
+	// is not nil: a failed check is a failure, degraded or not.
+	CheckDegraded(ctx context.Context, address string) (degraded bool, err error)
+}
+
+// DegradedCheckerFunc adapts an ordinary function to both [Checker] and
+// [DegradedChecker].
+type DegradedCheckerFunc func(ctx context.Context, address string) (degraded bool, err error)
+
+// Check calls f(ctx, address) and drops the degraded result.
+func (f DegradedCheckerFunc) Check(ctx context.Context, address string) error {
+	_, err := f(ctx, address)
+	return err
+}
+
+// CheckDegraded calls f(ctx, address).
+func (f DegradedCheckerFunc) CheckDegraded(ctx context.Context, address string) (bool, error) {
+	return f(ctx, address)
+}
+
+var (
+	_ Checker         = DegradedCheckerFunc(nil)
+	_ DegradedChecker = DegradedCheckerFunc(nil)
+)
+
 // idleCloser is implemented by checkers that keep connections between
 // checks; a Monitor detects it once, at construction, and calls it on
 // Close.

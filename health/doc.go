@@ -16,6 +16,13 @@
 // HealthyThreshold consecutive successes. Check intervals, edge intervals,
 // jitter and the slower no-traffic interval follow Envoy; see [Config].
 //
+// A check can also pass and find the endpoint degraded: able to serve, but
+// to be used only when healthy endpoints run short. [HTTP] reports it when
+// the response carries [DegradedHeader] (Envoy's x-envoy-degraded); any
+// checker can by implementing [DegradedChecker]. The flag is kept per
+// endpoint ([EndpointStatus.Degraded], [Monitor.Degraded]) beside its
+// Status, and set or cleared by each passing check.
+//
 // [Config.OnCheck] sees every check's result, not only changes, and
 // [Monitor.Stats] counts checks as Envoy's health_check.* stats do
 // (attempt, success, failure, network_failure).

@@ -27,10 +27,16 @@ const userAgent = "Portico/HC"
 // connection can be reused; larger bodies close the connection.
 const maxDrain = 4 << 10
 
+// DegradedHeader is the response header by which an endpoint answering an
+// HTTP health check declares itself degraded, whatever its value (Envoy's
+// x-envoy-degraded).
+const DegradedHeader = "X-Envoy-Degraded"
+
 // HTTP checks an endpoint with a plain-text HTTP request, like Envoy's
 // http_health_check: the endpoint is healthy when the response status is
-// in ExpectedStatuses. Connections are kept alive and reused between
-// checks (Envoy's reuse_connection default).
+// in ExpectedStatuses, and degraded when such a response also carries
+// [DegradedHeader] (HTTP is a [DegradedChecker]). Connections are kept
+// alive and reused between checks (Envoy's reuse_connection default).
 //
 // An HTTP is safe for concurrent use. Its fields must not change, and the
 // value must not be copied, after the first Check.
@@ -55,9 +61,10 @@ type HTTP struct {
 }
 
 var (
-	_ Checker    = (*HTTP)(nil)
-	_ idleCloser = (*HTTP)(nil)
-	_ validator  = (*HTTP)(nil)
+	_ Checker         = (*HTTP)(nil)
+	_ DegradedChecker = (*HTTP)(nil)
+	_ idleCloser      = (*HTTP)(nil)
+	_ validator       = (*HTTP)(nil)
 )
 
 // Validate reports a field that cannot work.
@@ -99,6 +106,13 @@ func (h *HTTP) init() {
 
 // Check sends one request to address and checks the response status.
 func (h *HTTP) Check(ctx context.Context, address string) error {
+	_, err := h.CheckDegraded(ctx, address)
+	return err
+}
+
+// CheckDegraded sends one request to address, checks the response status
+// and reports whether a passing response carries [DegradedHeader].
+func (h *HTTP) CheckDegraded(ctx context.Context, address string) (degraded bool, err error) {
 	h.once.Do(h.init)
 	path := h.Path
 	if path == "" {
@@ -110,7 +124,7 @@ func (h *HTTP) Check(ctx context.Context, address string) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+address+path, nil)
 	if err != nil {
-		return fmt.Errorf("health: http %s: %w", address, err)
+		return false, fmt.Errorf("health: http %s: %w", address, err)
 	}
 	if h.Host != "" {
 		req.Host = h.Host
@@ -118,16 +132,17 @@ func (h *HTTP) Check(ctx context.Context, address string) error {
 	req.Header.Set("User-Agent", userAgent)
 	resp, err := h.transport.RoundTrip(req)
 	if err != nil {
-		return fmt.Errorf("health: http %s: %w", address, err)
+		return false, fmt.Errorf("health: http %s: %w", address, err)
 	}
 	// Drain a little so the connection can be reused; Close discards
 	// the connection if more remains.
 	io.CopyN(io.Discard, resp.Body, maxDrain)
 	resp.Body.Close()
 	if !h.expected(resp.StatusCode) {
-		return fmt.Errorf("health: http %s: unexpected status %d", address, resp.StatusCode)
+		return false, fmt.Errorf("health: http %s: unexpected status %d", address, resp.StatusCode)
 	}
-	return nil
+	_, degraded = resp.Header[DegradedHeader]
+	return degraded, nil
 }
 
 func (h *HTTP) expected(code int) bool {

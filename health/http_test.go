@@ -131,3 +131,44 @@ func checkErr(t *testing.T, err error, want string) {
 		t.Errorf("Check = %v, want error containing %q", err, want)
 	}
 }
+
+// TestHTTPCheckDegraded: a passing response with x-envoy-degraded, any
+// value, reports the endpoint degraded; a failing one is a failure.
+func TestHTTPCheckDegraded(t *testing.T) {
+	tests := []struct {
+		name         string
+		status       int
+		header       []string // values of x-envoy-degraded; nil: absent
+		h2           bool
+		wantDegraded bool
+		wantErr      string
+	}{
+		{name: "no header", status: 200},
+		{name: "header", status: 200, header: []string{"true"}, wantDegraded: true},
+		{name: "empty value", status: 200, header: []string{""}, wantDegraded: true},
+		{name: "h2c", status: 200, header: []string{"1"}, h2: true, wantDegraded: true},
+		{name: "failing status", status: 503, header: []string{"true"}, wantErr: "unexpected status 503"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &HTTP{UseHTTP2: tt.h2}
+			addr := startHTTP(t, func(w http.ResponseWriter, r *http.Request) {
+				if tt.header != nil {
+					w.Header()["x-envoy-degraded"] = tt.header // as sent by a non-Go server
+				}
+				w.WriteHeader(tt.status)
+			}, tt.h2)
+			defer h.CloseIdleConnections()
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			degraded, err := h.CheckDegraded(ctx, addr)
+			checkErr(t, err, tt.wantErr)
+			if degraded != tt.wantDegraded {
+				t.Errorf("CheckDegraded() degraded = %t, want %t", degraded, tt.wantDegraded)
+			}
+			if err := h.Check(ctx, addr); (err != nil) != (tt.wantErr != "") {
+				t.Errorf("Check() = %v, want error %t", err, tt.wantErr != "")
+			}
+		})
+	}
+}

@@ -41,9 +41,9 @@ func (s Status) String() string {
 	}
 }
 
-// Event reports a change of an endpoint's [Status] to a Monitor's
-// onChange callback, and every check's result to [Config.OnCheck]. It is
-// a value; the callback may keep it.
+// Event reports a change of an endpoint's [Status] or degraded flag to a
+// Monitor's onChange callback, and every check's result to
+// [Config.OnCheck]. It is a value; the callback may keep it.
 type Event struct {
 	// Cluster is the name given to NewMonitor.
 	Cluster string
@@ -52,6 +52,9 @@ type Event struct {
 	// From and To are the statuses before and after the check; From is
 	// Unknown for the first verdict.
 	From, To Status
+	// WasDegraded and Degraded are the endpoint's degraded flag (see
+	// [EndpointStatus.Degraded]) before and after the check.
+	WasDegraded, Degraded bool
 	// Err is the failure of the check that caused the event; nil if it
 	// passed.
 	Err error
@@ -67,6 +70,10 @@ type Event struct {
 	Time time.Time
 }
 
+// Changed reports whether the check changed the endpoint's status or its
+// degraded flag, which is when onChange hears of it.
+func (e Event) Changed() bool { return e.From != e.To || e.WasDegraded != e.Degraded }
+
 // EndpointStatus is a snapshot of one endpoint's checks, for the admin
 // /clusters view. It is a copy; the caller owns it.
 type EndpointStatus struct {
@@ -77,6 +84,12 @@ type EndpointStatus struct {
 	// Check names the checker: "http", "tcp", "grpc" or "custom".
 	Check  string
 	Status Status
+	// Degraded reports that the last passing check found the endpoint
+	// degraded: a [DegradedChecker] said so, e.g. an [HTTP] check's
+	// response carried [DegradedHeader] (Envoy's degraded_active_hc). It
+	// changes on passing checks only, at once, without thresholds, and
+	// means something to load balancing only while Status is Healthy.
+	Degraded bool
 	// Successes and Failures count consecutive results; one of them is
 	// zero.
 	Successes int
@@ -116,6 +129,7 @@ type Monitor struct {
 	cluster  string
 	cfg      Config
 	check    string
+	degraded DegradedChecker // cfg.Checker, when it is one
 	onChange func(Event)
 
 	mu      sync.Mutex // serializes SetEndpoints and Close
@@ -140,7 +154,8 @@ type target struct {
 // add them with SetEndpoints. It returns cfg.Validate's error if any.
 //
 // onChange, if not nil, is called on every status change, including the
-// first verdict from Unknown, from the endpoint's own goroutine: it must
+// first verdict from Unknown, and on every change of the degraded flag
+// ([Event.Changed]), from the endpoint's own goroutine: it must
 // not block and must not call SetEndpoints or Close. Calls for one
 // endpoint are sequential; calls for different endpoints may be
 // concurrent. No call starts after the SetEndpoints that removes the
@@ -155,6 +170,7 @@ func NewMonitor(cluster string, cfg Config, onChange func(Event)) (*Monitor, err
 		check:    checkName(cfg.Checker),
 		onChange: onChange,
 	}
+	m.degraded, _ = cfg.Checker.(DegradedChecker)
 	m.targets.Store(&map[string]*target{})
 	return m, nil
 }
@@ -218,6 +234,14 @@ func (m *Monitor) Status(address string) Status {
 		return Unknown
 	}
 	return t.snap.Load().Status
+}
+
+// Degraded reports whether the last passing check of address found it
+// degraded (see [EndpointStatus.Degraded]); false if it is not checked.
+// It takes no lock.
+func (m *Monitor) Degraded(address string) bool {
+	t, ok := (*m.targets.Load())[address]
+	return ok && t.snap.Load().Degraded
 }
 
 // EndpointStatus returns a snapshot of address's checks. An address the
@@ -325,14 +349,20 @@ func (m *Monitor) next(st *EndpointStatus) time.Duration {
 // if ctx was canceled meanwhile, without publishing.
 func (m *Monitor) checkOnce(ctx context.Context, t *target, st *EndpointStatus) bool {
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-	err := m.cfg.Checker.Check(cctx, t.address)
+	var err error
+	degraded := false
+	if m.degraded != nil {
+		degraded, err = m.degraded.CheckDegraded(cctx, t.address)
+	} else {
+		err = m.cfg.Checker.Check(cctx, t.address)
+	}
 	// The check's own deadline, not its parent, decides a timeout.
 	timedOut := err != nil && ctx.Err() == nil && cctx.Err() == context.DeadlineExceeded
 	cancel()
 	if ctx.Err() != nil {
 		return false
 	}
-	from := st.Status
+	from, wasDegraded := st.Status, st.Degraded
 	st.LastCheck = time.Now()
 	st.LastError = err
 	st.TimedOut = timedOut
@@ -341,6 +371,9 @@ func (m *Monitor) checkOnce(ctx context.Context, t *target, st *EndpointStatus) 
 	if err == nil {
 		st.Successes++
 		st.Failures = 0
+		// As in Envoy, only a passing check sets or clears the flag, at
+		// once: a failing one says nothing about degradation.
+		st.Degraded = degraded
 		m.successes.Add(1)
 	} else {
 		st.Failures++
@@ -354,14 +387,19 @@ func (m *Monitor) checkOnce(ctx context.Context, t *target, st *EndpointStatus) 
 	st.Status = transition(st.Status, err == nil, st.Successes, st.Failures, m.cfg.HealthyThreshold, m.cfg.UnhealthyThreshold)
 	snap := *st
 	t.snap.Store(&snap)
-	ev := Event{Cluster: m.cluster, Endpoint: t.address, From: from, To: st.Status, Err: err,
+	ev := Event{Cluster: m.cluster, Endpoint: t.address, From: from, To: st.Status,
+		WasDegraded: wasDegraded, Degraded: st.Degraded, Err: err,
 		NetworkFailure: network, TimedOut: timedOut, Time: st.LastCheck}
 	if st.Status != from {
 		m.cfg.Logger.Info("health status changed", "cluster", m.cluster, "endpoint", t.address,
 			slog.String("from", from.String()), slog.String("to", st.Status.String()))
-		if m.onChange != nil {
-			m.onChange(ev)
-		}
+	}
+	if st.Degraded != wasDegraded {
+		m.cfg.Logger.Info("health degraded flag changed", "cluster", m.cluster, "endpoint", t.address,
+			slog.Bool("degraded", st.Degraded))
+	}
+	if ev.Changed() && m.onChange != nil {
+		m.onChange(ev)
 	}
 	if m.cfg.OnCheck != nil {
 		m.cfg.OnCheck(ev)

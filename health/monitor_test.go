@@ -617,3 +617,94 @@ func TestNetworkFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestDegradedFlag: a DegradedChecker's verdict sets the endpoint's
+// degraded flag on passing checks only, at once, and each change reaches
+// onChange.
+func TestDegradedFlag(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		fail, degraded := false, true
+		checker := DegradedCheckerFunc(func(context.Context, string) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if fail {
+				return true, errors.New("scripted failure") // degraded is ignored
+			}
+			return degraded, nil
+		})
+		set := func(f, d bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			fail, degraded = f, d
+		}
+		var evMu sync.Mutex
+		var changes []string
+		m, err := NewMonitor("api", Config{
+			Checker: checker, Interval: time.Second, NoTrafficInterval: time.Second,
+			UnhealthyThreshold: 2, HealthyThreshold: 2,
+		}, func(ev Event) {
+			evMu.Lock()
+			defer evMu.Unlock()
+			changes = append(changes, fmt.Sprintf("%v->%v degraded %t->%t", ev.From, ev.To, ev.WasDegraded, ev.Degraded))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		const a = "a:1"
+		step := func() {
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		check := func(when string, wantStatus Status, wantDegraded bool) {
+			t.Helper()
+			if got := m.Status(a); got != wantStatus {
+				t.Errorf("%s: Status = %v, want %v", when, got, wantStatus)
+			}
+			if got := m.Degraded(a); got != wantDegraded {
+				t.Errorf("%s: Degraded = %t, want %t", when, got, wantDegraded)
+			}
+			if got := m.EndpointStatus(a).Degraded; got != wantDegraded {
+				t.Errorf("%s: EndpointStatus.Degraded = %t, want %t", when, got, wantDegraded)
+			}
+		}
+
+		m.SetEndpoints([]string{a})
+		synctest.Wait()
+		check("first check passes degraded", Healthy, true)
+		set(false, false)
+		step()
+		check("passes, not degraded", Healthy, false)
+		set(false, true)
+		step()
+		check("passes degraded again", Healthy, true)
+		set(true, false)
+		step()
+		check("one failure", Healthy, true)
+		step()
+		check("two failures", Unhealthy, true)
+		set(false, false)
+		step()
+		check("one pass, not degraded", Unhealthy, false)
+		step()
+		check("two passes", Healthy, false)
+
+		want := []string{
+			"Unknown->Healthy degraded false->true",
+			"Healthy->Healthy degraded true->false",
+			"Healthy->Healthy degraded false->true",
+			"Healthy->Unhealthy degraded true->true",
+			"Unhealthy->Unhealthy degraded true->false",
+			"Unhealthy->Healthy degraded false->false",
+		}
+		evMu.Lock()
+		defer evMu.Unlock()
+		if diff := cmp.Diff(want, changes); diff != "" {
+			t.Errorf("onChange events (-want +got):\n%s", diff)
+		}
+		if m.Degraded("unchecked:1") {
+			t.Error("Degraded of an unchecked address = true, want false")
+		}
+	})
+}

@@ -823,6 +823,33 @@ func BenchmarkPickAll(b *testing.B) {
 	}
 }
 
+// BenchmarkPickAllDegraded picks from degradedSet: priorities, weighted
+// localities, and healthy and degraded shares that both take load.
+func BenchmarkPickAllDegraded(b *testing.B) {
+	for _, a := range algorithms {
+		b.Run(a.name, func(b *testing.B) {
+			bal := a.new()
+			bal.Update(degradedSet())
+			p := bal.Picker()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				h := rand.Uint64()
+				for pb.Next() {
+					h += 0x9e3779b97f4a7c15
+					res, err := p.Pick(PickInfo{Hash: h, HasHash: true})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if res.Done != nil {
+						res.Done(DoneInfo{})
+					}
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkUpdate measures the control-path cost of publishing a picker,
 // dominated by building the ring or the Maglev table.
 func BenchmarkUpdate(b *testing.B) {

@@ -112,6 +112,8 @@ type rampEntry struct {
 // observe records an update at now. An endpoint enters slow start when it
 // joins the set healthy, or turns healthy, after the first update; Envoy
 // likewise starts the window at the host's last transition to healthy.
+// Healthy here is the Healthy flag, degraded endpoints included: turning
+// from degraded to healthy is no new start.
 func (r *ramp) observe(eps []Endpoint, now time.Time) {
 	next := make(map[string]rampEntry, len(eps))
 	for i := range eps {
@@ -134,12 +136,15 @@ func (r *ramp) observe(eps []Endpoint, now time.Time) {
 }
 
 // factors returns each endpoint's slow-start weight factor at now (nil
-// when none is in slow start) and whether any is.
+// when none is in slow start) and whether any is. Degraded endpoints keep
+// their full weight, as in Envoy, which ramps only healthy hosts; their
+// window still starts when they turn usable, so one that goes on to turn
+// healthy ramps for what is left of it (Envoy's last_hc_pass_time).
 func (r *ramp) factors(eps []Endpoint, now time.Time) ([]float64, bool) {
 	var f []float64
 	for i := range eps {
 		e := r.state[eps[i].Address]
-		if e.start.IsZero() || !eps[i].Healthy {
+		if e.start.IsZero() || availabilityOf(&eps[i]) != availHealthy {
 			continue
 		}
 		elapsed := now.Sub(e.start)

@@ -30,37 +30,52 @@
 // Every pick has two steps. The first is shared by all balancers and
 // follows Envoy's zone-aware load balancer base:
 //
-//  1. Priority level. Each level's health is min(100 %, overprovisioning
-//     factor × healthy share), with Envoy's factor 1.4 by default. Levels
-//     take traffic in priority order as their health allows: a level 50 %
+//  1. Priority level and availability. An endpoint is healthy, degraded
+//     ([Endpoint.Degraded]: usable, but only when healthy capacity runs
+//     short) or unhealthy. Each level's healthy availability is
+//     min(100 %, overprovisioning factor × healthy share), with Envoy's
+//     factor 1.4 by default, and its degraded availability the same with
+//     the degraded share. Healthy load is handed out first, in priority
+//     order, as the levels' healthy availability allows: a level 50 %
 //     healthy keeps 70 % and the next takes the rest; a level with no
-//     healthy endpoint takes none while another can. When the healths add
-//     up to less than 100 % the loads are normalised by their sum.
-//  2. Panic. When the healths add up to less than 100 % and a level's
-//     healthy share is below the panic threshold (50 % by default, 0
-//     disables it), that level balances over all of its endpoints,
-//     healthy or not. When every level is in panic, load is spread over
-//     levels by endpoint count. With panic disabled and nothing healthy,
-//     Pick returns ErrNoEndpoint.
+//     healthy endpoint takes none while another can. What healthy
+//     endpoints of all levels cannot carry goes to degraded endpoints,
+//     again in priority order, so degraded endpoints take nothing while
+//     healthy capacity suffices, even at a lower level. When all the
+//     availabilities add up to less than 100 % the loads are normalised
+//     by their sum. A request then goes to the healthy or the degraded
+//     endpoints of the level its draw landed on (Envoy's healthy and
+//     degraded priority loads).
+//  2. Panic. When the availabilities add up to less than 100 % and a
+//     level's healthy plus degraded share is below the panic threshold
+//     (50 % by default, 0 disables it), that level balances over all of
+//     its endpoints, healthy, degraded or not, for both of its loads.
+//     When every level is in panic, load is spread over levels by
+//     endpoint count. With panic disabled and nothing healthy or
+//     degraded, Pick returns ErrNoEndpoint.
 //  3. Locality. When any endpoint carries an [Endpoint.LocalityWeight], a
 //     locality of the chosen level is drawn by its effective weight: its
-//     weight times min(1, overprovisioning factor × its healthy share).
-//     Levels in panic skip this step.
+//     weight times min(1, overprovisioning factor × its healthy share),
+//     or its degraded share for the degraded load. Levels in panic skip
+//     this step.
 //
 // The second step is the algorithm's own, within the chosen set of
 // endpoints. Round robin and least request apply slow start there: an
 // endpoint that joined or turned healthy within [SlowStartConfig.Window]
 // has its weight scaled down, ramping up as in Envoy; the balancer
 // republishes its picker on a timer while any endpoint ramps, so Pick
-// stays a lock-free read. Ring hash and Maglev choose the level with the
-// request hash instead of a random draw, keep one table per level, and
-// fold locality weights into the table rather than drawing a locality, so
-// that keys keep their endpoints.
+// stays a lock-free read; degraded endpoints are not ramped, as in Envoy.
+// Ring hash and Maglev choose the level with the request hash instead of
+// a random draw, keep one table per level and availability, and fold
+// locality weights into the table rather than drawing a locality, so that
+// keys keep their endpoints. (Envoy's ring hash and Maglev build their
+// tables from healthy hosts only, so the degraded load of a level lands
+// on its healthy hosts, or on nothing; here it reaches the degraded ones.)
 //
 // [PickInfo.Exclude] (the endpoint a retry should avoid) is compared by
 // address. It is avoided within the chosen set when the set has other
-// endpoints, and by moving to another locality or level that takes
-// traffic when the set holds nothing else.
+// endpoints, and by moving to another locality, level or availability
+// that takes traffic when the set holds nothing else.
 //
 // Use:
 //

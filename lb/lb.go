@@ -34,8 +34,18 @@ type Endpoint struct {
 	// does. (Envoy turns it on with locality_weighted_lb_config; a
 	// translator leaves LocalityWeight zero when that is absent.)
 	LocalityWeight uint32
-	// Healthy is false for endpoints known to be unhealthy.
+	// Healthy is false for endpoints known to be unhealthy. Unhealthy
+	// endpoints take traffic only when their priority level is in panic.
 	Healthy bool
+	// Degraded marks a usable endpoint as degraded (Envoy's degraded
+	// hosts): it can serve, but should take traffic only when the healthy
+	// endpoints cannot carry it all. Degraded endpoints count toward their
+	// level's availability and panic threshold but are picked only for the
+	// degraded share of the priority load (see the package
+	// documentation). It applies only together with Healthy: an endpoint
+	// with Healthy false is unhealthy, degraded or not, as Envoy's failure
+	// flags outrank its degraded ones.
+	Degraded bool
 }
 
 // Balancer is the control side of load balancing. It receives endpoint

@@ -76,8 +76,9 @@ func isPrime(n uint64) bool {
 // depends only on the set.
 //
 // Priority levels, the panic threshold and locality weights apply as for
-// [RingHash]: the hash chooses the level, each level has its own table,
-// and locality weights are folded into the endpoints' weights. Health
+// [RingHash]: the hash chooses the level and its healthy or degraded
+// endpoints, each of those has its own table, and locality weights are
+// folded into the endpoints' weights. Health
 // changes move keys. Slow start does not apply, as in Envoy.
 //
 // Update must be called serially (the Balancer contract); Picker and the

@@ -31,14 +31,17 @@ const (
 type Options struct {
 	// OverprovisioningFactor, in percent, scales the healthy share of a
 	// priority level (and of a locality) before traffic spills to lower
-	// levels: a level's health is min(100, factor × healthy / total). Zero
-	// means DefaultOverprovisioningFactor (140, Envoy's 1.4).
+	// levels and then to degraded endpoints: a level's healthy
+	// availability is min(100, factor × healthy / total), its degraded
+	// availability the same with the degraded count. Zero means
+	// DefaultOverprovisioningFactor (140, Envoy's 1.4).
 	OverprovisioningFactor uint32
-	// PanicThreshold, in percent, is the healthy share of a priority level
-	// below which the level balances over all of its endpoints, healthy or
-	// not, on the theory that trying possibly bad endpoints beats
-	// overloading the few good ones. Nil means DefaultPanicThreshold (50);
-	// 0 disables panic mode. It must be within [0, 100].
+	// PanicThreshold, in percent, is the healthy plus degraded share of a
+	// priority level below which the level balances over all of its
+	// endpoints, healthy or not, on the theory that trying possibly bad
+	// endpoints beats overloading the few good ones. Nil means
+	// DefaultPanicThreshold (50); 0 disables panic mode. It must be within
+	// [0, 100].
 	PanicThreshold *float64
 	// SlowStart ramps up the weight of endpoints that joined or turned
 	// healthy recently. It applies to round robin and least request, as in

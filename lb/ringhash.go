@@ -77,7 +77,8 @@ func (c RingHashConfig) sizes() (lo, hi uint64) {
 // Priority levels, the panic threshold and locality weights apply as for
 // every balancer in this package, with Envoy's twists for hashing: the
 // request hash (not a random draw) chooses the priority level, so a key
-// keeps its level while loads are stable; each level has its own ring; and
+// keeps its level while loads are stable; each level has its own ring,
+// and a second one for its degraded endpoints when they take load; and
 // locality weights are folded into the entry counts (a locality's share of
 // the ring is its weight's share, divided among its endpoints by weight)
 // instead of choosing a locality per request. Health changes move keys.

@@ -24,10 +24,10 @@ const weightResolution = 1000
 // in proportion to their weights (Envoy's ROUND_ROBIN policy).
 //
 // It first selects a set of endpoints the way every balancer in this
-// package does (see the package documentation): a priority level by
-// Envoy's priority load with the overprovisioning factor, all endpoints of
-// the level in panic, and with locality weights a locality by its
-// effective weight. Within the set, equal weights are served in turn;
+// package does (see the package documentation): a priority level and
+// its healthy or degraded endpoints by Envoy's priority load with the
+// overprovisioning factor, all endpoints of the level in panic, and with
+// locality weights a locality by its effective weight. Within the set, equal weights are served in turn;
 // unequal weights follow Envoy's earliest-deadline-first schedule: the
 // k-th pick of an endpoint of weight w is due at k/w, and the endpoint
 // with the earliest deadline goes next (ties to the earlier endpoint), so
