@@ -391,7 +391,7 @@ func (g *Gateway) UpsertClusters(cfgs []cluster.Config) error {
 		} else {
 			g.metrics.cmAdded.Inc()
 		}
-		next.byName[pc.cfg.Name] = &liveCluster{c: pc.fresh, stats: g.metrics.cluster(pc.cfg.Name)}
+		next.byName[pc.cfg.Name] = &liveCluster{c: pc.fresh, stats: g.metrics.cluster(pc.cfg.Name), given: pc.given}
 		g.bump("cluster:" + pc.cfg.Name)
 	}
 	if next != nil {
@@ -406,11 +406,9 @@ func (g *Gateway) UpsertClusters(cfgs []cluster.Config) error {
 		if pc.fresh != nil {
 			continue
 		}
-		if err := g.clusters.Load().byName[pc.cfg.Name].c.UpdateEndpoints(pc.cfg.Endpoints); err != nil {
-			return fmt.Errorf("cluster %q: %w", pc.cfg.Name, err)
+		if err := g.updateLiveClusterLocked(pc.cfg); err != nil {
+			return err
 		}
-		g.metrics.cmUpdated.Inc()
-		g.bump("cluster:" + pc.cfg.Name)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/porticoproxy/portico/cluster"
 	"github.com/porticoproxy/portico/filter"
@@ -95,6 +96,9 @@ type Gateway struct {
 	serving   atomic.Bool
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	// shadows counts the shadow (mirror) requests in flight; Close
+	// cancels and joins them, and no shadow starts once it began.
+	shadows   shadowGroup
 	serveCtx  context.Context
 	stopServe context.CancelFunc
 	versions  map[string]resourceInfo
@@ -117,6 +121,10 @@ type clusterSet struct {
 type liveCluster struct {
 	c     *cluster.Cluster
 	stats *clusterStats
+	// given is the configuration the cluster was built from, as given
+	// (no defaults filled in), deep-copied, without the endpoints that
+	// change in place: what UpsertCluster compares an update with.
+	given cluster.Config
 }
 
 type liveListener struct {
@@ -144,6 +152,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	g.metrics = newMetrics(opts.StatsPrefix)
 	g.metrics.reg.MustRegister(newGatewayCollector(g))
 	g.serveCtx, g.stopServe = context.WithCancel(context.Background())
+	g.shadows.idle = make(chan struct{})
 	if err := g.Apply(cfg); err != nil {
 		g.Close()
 		return nil, err
@@ -207,8 +216,10 @@ func (g *Gateway) startListener(ll *liveListener) {
 }
 
 // Shutdown stops accepting connections, drains in-flight requests
-// (HTTP/1.1 gets Connection: close, h2 gets GOAWAY) until ctx is done, and
-// releases upstream connections.
+// (HTTP/1.1 gets Connection: close, h2 gets GOAWAY) and then the shadow
+// (mirror) requests they started, until ctx is done, and releases upstream
+// connections. Whatever is still in flight when ctx is done is cancelled,
+// as by Close.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.draining.Store(true)
 	g.mu.Lock()
@@ -232,6 +243,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Shadows get what is left of the drain time; the requests that could
+	// start more are done, or are cut off by Close below.
+	select {
+	case <-g.shadows.close():
+	case <-ctx.Done():
+	}
 	if g.admin != nil {
 		g.admin.Shutdown(ctx)
 	}
@@ -239,14 +256,23 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close stops everything at once. It is idempotent.
+// Close stops everything at once: listeners and their connections, the
+// admin listener, and the shadow (mirror) requests in flight, which are
+// cancelled and waited for, so that none runs once Close has returned;
+// then it closes the clusters. It is idempotent.
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
-		g.stopServe()
+		shadowsDone := g.shadows.close() // no shadow starts from here on
+		g.stopServe()                    // shadows run under serveCtx: this cancels them
 		g.mu.Lock()
 		for _, ll := range g.listeners {
 			ll.l.Close()
 		}
+		g.mu.Unlock()
+		// Join the shadows before their clusters close, so that none
+		// sends on a closed cluster.
+		<-shadowsDone
+		g.mu.Lock()
 		for _, lc := range g.clusters.Load().byName {
 			lc.c.Close()
 		}
@@ -494,8 +520,34 @@ func (g *Gateway) RemoveRoutes(name string) error {
 }
 
 // UpsertCluster adds a cluster or updates one in place. A change of
-// endpoints only is applied to the live cluster; any other change builds a
-// new cluster, and the old one finishes its in-flight requests.
+// endpoints only is applied to the live cluster, which keeps its
+// connection pools, outlier-detection and health-check state and its
+// per-endpoint counters for the endpoints that stay; any other change
+// builds a new cluster, and the old one finishes its in-flight requests.
+//
+// What counts as a change: cfg is compared with the configuration the live
+// cluster was built from, as given (defaults are not filled in, so a zero
+// ConnectTimeout and an explicit 5 s differ), field by field:
+//   - func values (Balancer, Dialer, each Middleware, a health check's
+//     OnCheck, a CheckerFunc …) are the same only when they are the very
+//     same func value. A func literal or method value evaluated anew —
+//     a closure re-created on every call — is a change, even with the
+//     same code and the same captured values: keep the func value and
+//     pass it again.
+//   - pointers to objects with state of their own (a type with unexported
+//     fields: a *health.HTTP checker, a *net.Resolver, a *cluster.DNSCache,
+//     a *slog.Logger) are the same only when they point to the same
+//     object; pointers to plain data (*TLSConfig, *OutlierDetection,
+//     *health.TCP …) are compared by what they point to.
+//   - everything else is compared by value, a nil and an empty slice or
+//     map alike.
+//
+// Only Static and EDS clusters take new endpoints in place. The endpoints
+// of StrictDNS and LogicalDNS clusters are the names they resolve, so a
+// change of them builds a new cluster; a configuration equal in every field
+// leaves a cluster of any type as it is.
+//
+// The gateway keeps its own copy of cfg; the caller may reuse it.
 func (g *Gateway) UpsertCluster(cfg cluster.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -503,43 +555,40 @@ func (g *Gateway) UpsertCluster(cfg cluster.Config) error {
 }
 
 // preparedCluster is a cluster update checked and built but not yet
-// published: either endpoints for the live cluster (fresh == nil) or a
-// new cluster.
+// published: either an update of the live cluster (fresh == nil) or a
+// new cluster, with the copy of its configuration it keeps (given).
 type preparedCluster struct {
 	cfg   cluster.Config
 	fresh *cluster.Cluster
+	given cluster.Config
 }
 
 func (g *Gateway) prepareClusterLocked(cfg cluster.Config) (preparedCluster, error) {
 	if err := cfg.Validate(); err != nil {
 		return preparedCluster{}, err
 	}
-	if lc, ok := g.clusters.Load().byName[cfg.Name]; ok && sameExceptEndpoints(lc.c.Config(), cfg) {
+	if lc, ok := g.clusters.Load().byName[cfg.Name]; ok && sameCluster(lc.given, cfg) {
 		return preparedCluster{cfg: cfg}, nil
 	}
+	given := givenCluster(cfg) // before New starts health checks on what cfg points to
 	c, err := cluster.New(cfg)
 	if err != nil {
 		return preparedCluster{}, err
 	}
-	return preparedCluster{cfg: cfg, fresh: c}, nil
+	return preparedCluster{cfg: cfg, fresh: c, given: given}, nil
 }
 
 func (g *Gateway) commitClusterLocked(pc preparedCluster) error {
 	cur := g.clusters.Load()
 	if pc.fresh == nil {
-		if err := cur.byName[pc.cfg.Name].c.UpdateEndpoints(pc.cfg.Endpoints); err != nil {
-			return fmt.Errorf("cluster %q: %w", pc.cfg.Name, err)
-		}
-		g.metrics.cmUpdated.Inc()
-		g.bump("cluster:" + pc.cfg.Name)
-		return nil
+		return g.updateLiveClusterLocked(pc.cfg)
 	}
 	next := &clusterSet{byName: make(map[string]*liveCluster, len(cur.byName)+1)}
 	for k, v := range cur.byName {
 		next.byName[k] = v
 	}
 	old := cur.byName[pc.cfg.Name]
-	next.byName[pc.cfg.Name] = &liveCluster{c: pc.fresh, stats: g.metrics.cluster(pc.cfg.Name)}
+	next.byName[pc.cfg.Name] = &liveCluster{c: pc.fresh, stats: g.metrics.cluster(pc.cfg.Name), given: pc.given}
 	g.clusters.Store(next)
 	if old != nil {
 		g.metrics.cmModified.Inc()
@@ -568,9 +617,221 @@ func (g *Gateway) retire(c *cluster.Cluster) {
 	time.AfterFunc(30*time.Second, func() { c.Close() })
 }
 
-func sameExceptEndpoints(a, b cluster.Config) bool {
-	a.Endpoints, b.Endpoints = nil, nil
-	return reflect.DeepEqual(a, b)
+// updateLiveClusterLocked applies cfg, which sameCluster found equal to
+// the live cluster's configuration but for its endpoints, to the live
+// cluster: the endpoints of a Static or EDS cluster are replaced in place;
+// for other types the configuration is the same in every field and there
+// is nothing to do.
+func (g *Gateway) updateLiveClusterLocked(cfg cluster.Config) error {
+	if !endpointsInPlace(cfg.Type) {
+		return nil
+	}
+	if err := g.clusters.Load().byName[cfg.Name].c.UpdateEndpoints(cfg.Endpoints); err != nil {
+		return fmt.Errorf("cluster %q: %w", cfg.Name, err)
+	}
+	g.metrics.cmUpdated.Inc()
+	g.bump("cluster:" + cfg.Name)
+	return nil
+}
+
+// endpointsInPlace reports whether a cluster of type t takes new
+// Config.Endpoints through Cluster.UpdateEndpoints. DNS clusters take the
+// names they resolve from Config.Endpoints once, when built (Cluster's
+// UpdateEndpoints would replace their resolved addresses with the names);
+// OriginalDst and DynamicForwardProxy clusters have none.
+func endpointsInPlace(t cluster.Type) bool { return t == cluster.Static || t == cluster.EDS }
+
+// givenCluster returns the copy of cfg that a live cluster keeps to compare
+// updates with (liveCluster.given): deep, so that the caller may change
+// what cfg points to afterwards, and without the endpoints that change in
+// place.
+func givenCluster(cfg cluster.Config) cluster.Config {
+	if endpointsInPlace(cfg.Type) {
+		cfg.Endpoints = nil
+	}
+	var out cluster.Config
+	deepCopy(reflect.ValueOf(&out).Elem(), reflect.ValueOf(&cfg).Elem(), 0)
+	return out
+}
+
+// sameCluster reports whether cfg differs from given, a live cluster's
+// givenCluster copy, in nothing but endpoints that change in place. The
+// rules are UpsertCluster's.
+func sameCluster(given, cfg cluster.Config) bool {
+	if endpointsInPlace(cfg.Type) {
+		cfg.Endpoints = nil
+	}
+	return sameValue(reflect.ValueOf(&given).Elem(), reflect.ValueOf(&cfg).Elem(), 0)
+}
+
+// maxConfigDepth bounds the recursion of sameValue and deepCopy through
+// configuration values, which are trees; a deeper (or cyclic) value
+// compares unequal, and is copied shallowly below the bound.
+const maxConfigDepth = 64
+
+// sameValue reports whether a and b, addressable values of one type, are
+// the same configuration by UpsertCluster's rules: funcs by identity,
+// pointers to stateful objects (see opaque) by identity, everything else
+// by value, nil and empty slices and maps alike.
+func sameValue(a, b reflect.Value, depth int) bool {
+	if depth > maxConfigDepth {
+		return false
+	}
+	depth++
+	a, b = readable(a), readable(b)
+	switch a.Kind() {
+	case reflect.Func:
+		return funcIdentity(a) == funcIdentity(b)
+	case reflect.Pointer:
+		if a.Pointer() == b.Pointer() {
+			return true
+		}
+		if a.IsNil() || b.IsNil() || opaque(a.Type().Elem()) {
+			return false
+		}
+		return sameValue(a.Elem(), b.Elem(), depth)
+	case reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		if a.Elem().Type() != b.Elem().Type() {
+			return false
+		}
+		return sameValue(a.Elem(), b.Elem(), depth)
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !sameValue(a.Field(i), b.Field(i), depth) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice, reflect.Array:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !sameValue(a.Index(i), b.Index(i), depth) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for it := a.MapRange(); it.Next(); {
+			bv := b.MapIndex(it.Key())
+			if !bv.IsValid() || !sameValue(it.Value(), bv, depth) {
+				return false
+			}
+		}
+		return true
+	case reflect.Chan, reflect.UnsafePointer:
+		return a.Pointer() == b.Pointer()
+	}
+	return a.Equal(b) // booleans, numbers, strings
+}
+
+// deepCopy sets dst, addressable and zero, to a copy of src that shares
+// with it nothing sameValue compares by value: slices, maps and pointers
+// to plain data are copied; funcs, channels and pointers to stateful
+// objects are shared.
+func deepCopy(dst, src reflect.Value, depth int) {
+	dst, src = readable(dst), readable(src)
+	if depth > maxConfigDepth {
+		dst.Set(src)
+		return
+	}
+	depth++
+	switch src.Kind() {
+	case reflect.Pointer:
+		if src.IsNil() || opaque(src.Type().Elem()) {
+			dst.Set(src)
+			return
+		}
+		p := reflect.New(src.Type().Elem())
+		deepCopy(p.Elem(), src.Elem(), depth)
+		dst.Set(p)
+	case reflect.Interface:
+		if src.IsNil() {
+			return
+		}
+		e := reflect.New(src.Elem().Type()).Elem()
+		deepCopy(e, src.Elem(), depth)
+		dst.Set(e)
+	case reflect.Struct:
+		for i := range src.NumField() {
+			deepCopy(dst.Field(i), src.Field(i), depth)
+		}
+	case reflect.Slice:
+		if src.IsNil() {
+			return
+		}
+		s := reflect.MakeSlice(src.Type(), src.Len(), src.Len())
+		for i := range src.Len() {
+			deepCopy(s.Index(i), src.Index(i), depth)
+		}
+		dst.Set(s)
+	case reflect.Array:
+		for i := range src.Len() {
+			deepCopy(dst.Index(i), src.Index(i), depth)
+		}
+	case reflect.Map:
+		if src.IsNil() {
+			return
+		}
+		m := reflect.MakeMapWithSize(src.Type(), src.Len())
+		for it := src.MapRange(); it.Next(); {
+			v := reflect.New(src.Type().Elem()).Elem()
+			deepCopy(v, it.Value(), depth)
+			m.SetMapIndex(it.Key(), v)
+		}
+		dst.Set(m)
+	default:
+		dst.Set(src)
+	}
+}
+
+// readable returns v as an addressable value that reflect lets the
+// comparison read and set through unexported fields too: funcs there are
+// compared by identity like any others. A value that is not addressable
+// (a map element, an interface's dynamic value) is copied.
+func readable(v reflect.Value) reflect.Value {
+	if !v.CanAddr() {
+		c := reflect.New(v.Type()).Elem()
+		c.Set(v) // v comes from a readable value, so it is not read-only
+		return c
+	}
+	return reflect.NewAt(v.Type(), v.Addr().UnsafePointer()).Elem()
+}
+
+// funcIdentity returns the func value f, addressable, as a pointer: Go
+// represents a func value as a pointer to its closure (the code pointer
+// and the captured variables), which is the same for every use of one
+// top-level function and new for each evaluation of a func literal that
+// captures variables. reflect.Value.Pointer returns the code pointer
+// instead, which closures of one literal share whatever they captured.
+func funcIdentity(f reflect.Value) unsafe.Pointer {
+	return *(*unsafe.Pointer)(f.Addr().UnsafePointer())
+}
+
+// opaque reports whether t holds state of its own, which configurations
+// share by pointer and compare by identity: a struct with an unexported
+// field, directly or in a struct or array field. A checker's connection
+// pool or a resolver's in-flight lookups are not configuration, and
+// reading them while their owner writes them would race.
+func opaque(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if f := t.Field(i); !f.IsExported() || opaque(f.Type) {
+				return true
+			}
+		}
+	case reflect.Array:
+		return opaque(t.Elem())
+	}
+	return false
 }
 
 // RemoveCluster removes a cluster; routes that target it answer 503 (NC).

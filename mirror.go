@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/porticoproxy/portico/cluster"
@@ -32,7 +34,9 @@ import (
 // Shadows in flight are bounded per HTTP connection manager by
 // maxShadowsInFlight; a shadow over the bound is dropped and counted as
 // upstream_rq_shadow_overflow on the shadow cluster. Envoy sets no bound.
-// Shadows run under the gateway's serving context: Close cancels them.
+// Shadows run under the gateway's serving context and are counted in the
+// gateway's shadowGroup: Close stops new ones, cancels those in flight and
+// waits for them; Shutdown first lets them finish within its deadline.
 
 // maxShadowsInFlight bounds the shadow requests in flight per HTTP
 // connection manager.
@@ -86,6 +90,11 @@ func (rt *router) mirror(x *filter.Exchange, r *route.Route, mirrors []route.Mir
 			rb.Close()
 			continue
 		}
+		if !rt.g.shadows.add() {
+			<-rt.shadows // the gateway is closing
+			rb.Close()
+			continue
+		}
 		req := out.WithContext(rt.g.serveCtx)
 		if out.URL != nil {
 			u := *out.URL
@@ -101,7 +110,10 @@ func (rt *router) mirror(x *filter.Exchange, r *route.Route, mirrors []route.Mir
 
 // shadow sends one shadow request and discards its response.
 func (rt *router) shadow(lc *liveCluster, req *http.Request, deadline time.Time) {
-	defer func() { <-rt.shadows }()
+	defer func() {
+		<-rt.shadows
+		rt.g.shadows.done()
+	}()
 	st := lc.stats
 	st.rqTotal.Inc()
 	st.rqActive.Inc()
@@ -120,4 +132,47 @@ func (rt *router) shadow(lc *liveCluster, req *http.Request, deadline time.Time)
 	st.rqTime.Observe(float64(time.Since(start)) / float64(time.Millisecond))
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+}
+
+// shadowGroup counts a gateway's shadow requests in flight so that Close
+// can wait for them: a sync.WaitGroup whose add fails once close was
+// called, so that none starts after Close began (a WaitGroup's Add may
+// not race with its Wait). It costs a shadow one atomic add to start and
+// one to end.
+type shadowGroup struct {
+	// n is the number of shadows in flight, plus shadowsClosed once close
+	// was called. add increments it even when it then fails, and undoes
+	// that with done, so n reaches shadowsClosed when the last shadow of
+	// a closed group ends.
+	n    atomic.Int64
+	once sync.Once
+	idle chan struct{} // closed once n == shadowsClosed; made by New
+}
+
+const shadowsClosed = 1 << 62
+
+// add counts a shadow about to start; false means the group is closed and
+// the shadow must not start.
+func (s *shadowGroup) add() bool {
+	if s.n.Add(1)&shadowsClosed != 0 {
+		s.done()
+		return false
+	}
+	return true
+}
+
+// done counts a shadow that ended.
+func (s *shadowGroup) done() {
+	if s.n.Add(-1) == shadowsClosed {
+		s.once.Do(func() { close(s.idle) })
+	}
+}
+
+// close makes add fail from now on and returns a channel closed once no
+// shadow is in flight. It may be called more than once.
+func (s *shadowGroup) close() <-chan struct{} {
+	if s.n.Or(shadowsClosed) == 0 {
+		s.once.Do(func() { close(s.idle) })
+	}
+	return s.idle
 }

@@ -83,7 +83,6 @@ func TestMirrorReachesShadow(t *testing.T) {
 // waiting for the request body, does not slow the main request down.
 func TestMirrorDoesNotDelay(t *testing.T) {
 	hang := make(chan struct{})
-	t.Cleanup(func() { close(hang) })
 	var shadowHits atomic.Int32
 	shadow := startOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		shadowHits.Add(1)
@@ -93,6 +92,9 @@ func TestMirrorDoesNotDelay(t *testing.T) {
 		}
 	}))
 	_, addr := mirrorGateway(t, echoOrigin(t), shadow, route.MirrorPolicy{}, route.Rule{})
+	// Registered after the gateway's own cleanup so it runs first: the
+	// gateway's Shutdown waits for shadows, which wait on hang.
+	t.Cleanup(func() { close(hang) })
 	for _, method := range []string{"GET", "POST"} {
 		start := time.Now()
 		var body io.Reader
@@ -121,7 +123,6 @@ func TestMirrorDoesNotDelay(t *testing.T) {
 // are dropped and counted, and main requests are unaffected.
 func TestMirrorBounded(t *testing.T) {
 	hang := make(chan struct{})
-	t.Cleanup(func() { close(hang) })
 	var shadowHits atomic.Int32
 	shadow := startOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		shadowHits.Add(1)
@@ -131,6 +132,9 @@ func TestMirrorBounded(t *testing.T) {
 		}
 	}))
 	g, addr := mirrorGateway(t, echoOrigin(t), shadow, route.MirrorPolicy{}, route.Rule{})
+	// Registered after the gateway's own cleanup so it runs first: the
+	// gateway's Shutdown waits for shadows, which wait on hang.
+	t.Cleanup(func() { close(hang) })
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
