@@ -27,9 +27,10 @@
 //
 // Failures become responses with Envoy's response flags: no route 404 (NR),
 // no healthy endpoint 503 (UH), connection failure 503 (UF), overflow 503
-// (UO), upstream timeout 504 (UT), client gone 499 (DC). After response
-// headers are sent a failure aborts the stream; there is never a second
-// status.
+// (UO), upstream timeout 504 (UT), client gone 499 (DC), a request not
+// received whole within the listener's RequestTimeout 408 (details
+// request_overall_timeout). After response headers are sent a failure
+// aborts the stream; there is never a second status.
 //
 // # A gateway in a few lines
 //

@@ -157,6 +157,10 @@ func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // retry policy nor mirror policies, else through the upstream request
 // loop (retry.go) and shadows (mirror.go).
 //
+// A request whose body is late is ended by the listener's request
+// timeout: its context is cancelled, which cancels the upstream request,
+// and the router answers requestTimeoutReply (408).
+//
 // The router enforces the stream idle timeout (idle.go): the route's
 // IdleTimeout, else the connection manager's StreamIdleTimeout. When no
 // byte moves on the stream for that long, waiting for the response
@@ -222,12 +226,36 @@ func (rt *router) RoundTrip(ctx context.Context, x *filter.Exchange) (*http.Resp
 	if idle != nil {
 		resp, err = idle.response(resp, err)
 	}
+	if err != nil || ctx.Err() != nil {
+		resp, err = requestTimedOut(ctx, resp, err)
+	}
 	if sel.mint != nil && resp != nil {
 		// Envoy's cookie hash policy mints the cookie the request lacked,
 		// so the client's next requests hash to the same endpoint.
 		resp.Header.Add("Set-Cookie", sel.mint.String())
 	}
 	return resp, err
+}
+
+// requestTimeoutReply answers a request that the listener's request
+// timeout (Envoy's request_timeout) ended before it was received whole.
+// The listener sends the 408 itself, whatever the chain writes; this
+// reply makes the exchange (access log, stats) say so.
+var requestTimeoutReply = &filter.ReplyError{Status: http.StatusRequestTimeout,
+	Body: []byte("request timeout"), Details: "request_overall_timeout"}
+
+// requestTimedOut replaces the outcome of an upstream request with
+// requestTimeoutReply when the request timeout ended the request: the
+// listener cancels the request's context with cause
+// listener.ErrRequestTimeout and fails its body reads with it.
+func requestTimedOut(ctx context.Context, resp *http.Response, err error) (*http.Response, error) {
+	if !errors.Is(err, listener.ErrRequestTimeout) && context.Cause(ctx) != listener.ErrRequestTimeout {
+		return resp, err
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	return nil, requestTimeoutReply
 }
 
 // selection is what the route adds to an endpoint pick: Envoy's hash

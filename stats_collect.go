@@ -278,8 +278,8 @@ func newClusterStats(d func(name, help string, labels []string) *prometheus.Desc
 	return out
 }
 
-// hcmConnStat is one http.<stat_prefix>.downstream_cx_* stat kept by the
-// listeners in the prefix's listener.ConnCounters, read at scrape time.
+// hcmConnStat is one http.<stat_prefix>.* stat kept by the listeners in
+// the prefix's listener.ConnCounters, read at scrape time.
 type hcmConnStat struct {
 	desc  *prometheus.Desc
 	typ   prometheus.ValueType
@@ -298,6 +298,7 @@ func newHCMConnStats(d func(name, help string, labels []string) *prometheus.Desc
 		st("downstream_cx_http2_active", G, "Active HTTP/2 connections.", func(c *listener.ConnCounters) float64 { return float64(c.HTTP2Active.Load()) }),
 		st("downstream_cx_rx_bytes_total", C, "Bytes received, TLS records included.", func(c *listener.ConnCounters) float64 { return float64(c.RxBytes.Load()) }),
 		st("downstream_cx_tx_bytes_total", C, "Bytes sent, TLS records included.", func(c *listener.ConnCounters) float64 { return float64(c.TxBytes.Load()) }),
+		st("downstream_rq_timeout", C, "Requests ended by the request timeout before they were received whole.", func(c *listener.ConnCounters) float64 { return float64(c.RequestTimeouts.Load()) }),
 	}
 }
 

@@ -284,6 +284,7 @@ func TestPrometheusScrape(t *testing.T) {
 				{"http_rq_redirect", hcm, C, 1},
 				{"http_rq_direct_response", hcm, C, 1},
 				{"http_downstream_rq_idle_timeout", hcm, C, 0},
+				{"http_downstream_rq_timeout", hcm, C, 0},
 				{"http_downstream_cx_total", hcm, C, 2},
 				{"http_downstream_cx_active", hcm, G, 0},
 				{"http_downstream_cx_destroy", hcm, C, 2},

@@ -236,8 +236,20 @@ type HTTPConfig struct {
 	MergeSlashes bool
 	// RequestTimeout bounds receiving a whole request, headers and body,
 	// from its first byte (Envoy's request_timeout); zero disables it, as
-	// in Envoy. A body still arriving when it expires fails to read, which
-	// ends the exchange.
+	// in Envoy, and then no timer is made. It stops when the body has been
+	// read to its end or when the response starts (a final status is
+	// written), as Envoy's is disarmed then. When it expires first, the
+	// request's context is cancelled with cause ErrRequestTimeout, body
+	// reads fail with ErrRequestTimeout, and the client gets a 408
+	// "request timeout" instead of whatever Handler writes, which is
+	// dropped; an HTTP/1 connection is closed after it, an HTTP/2 stream
+	// ends without disturbing the others. Each expiry counts in
+	// ConnCounters.RequestTimeouts (downstream_rq_timeout). Headers still
+	// arriving when it expires end the connection: on the HTTP/1.1 fast
+	// path with the same 408 and count, under net/http (StdlibHTTP1, TLS)
+	// without a response, as net/http's header timeout does. A body that
+	// arrived whole but that Handler has not read by then times out too:
+	// as in Envoy, the timer covers handing the request on.
 	RequestTimeout time.Duration
 	// HTTP2StreamWindow and HTTP2ConnectionWindow are the HTTP/2
 	// flow-control windows for request data, per stream and per

@@ -71,6 +71,10 @@ type trackedConn struct {
 	proto   atomic.Uint32 // protoUnknown, protoHTTP1, protoHTTP2 or protoClosed
 	sniff   bool          // classify from the bytes read (sniffProto)
 	matched uint8         // bytes of the h2c preface matched so far
+	// readDL is the last non-zero read deadline set, in Unix nanoseconds:
+	// for a request net/http serves, the header deadline it set when the
+	// request's first bytes came (hcm.serveTimed).
+	readDL atomic.Int64
 }
 
 // Connection protocols, as counted in ConnCounters.
@@ -163,6 +167,15 @@ func (c *trackedConn) Close() error {
 		}
 	}
 	return err
+}
+
+// SetReadDeadline sets the connection's read deadline and records it when
+// it is not zero.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() {
+		c.readDL.Store(t.UnixNano())
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // CloseWrite lets net/http half-close the connection before closing it.

@@ -115,7 +115,7 @@ func (r *h1Conns) closeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for c := range r.m {
-		c.cancel()
+		c.cancel(nil)
 		c.tc.Close()
 	}
 }
@@ -154,8 +154,9 @@ func (r *limitReader) Read(p []byte) (int, error) {
 }
 
 // h1Conn is one fast-path connection. It is owned by its serveH1
-// goroutine; Shutdown and Close only touch state, tc and cancel. Pooled
-// across connections unless hijacked.
+// goroutine; Shutdown and Close only touch state, tc and cancel, the
+// request timer only what is noted. Pooled across connections unless
+// hijacked.
 type h1Conn struct {
 	l      *Listener
 	s      *h1Server
@@ -163,8 +164,8 @@ type h1Conn struct {
 	lr     limitReader
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx    context.Context // the requests'; its cause says why it ended
+	cancel context.CancelCauseFunc
 	remote string
 	state  atomic.Int32
 	readDL time.Time // last read deadline set by the loop
@@ -172,6 +173,15 @@ type h1Conn struct {
 
 	wmu  sync.Mutex   // orders a 100 Continue with the final response
 	cont atomic.Int32 // contNone...
+
+	// The request timer of a request whose body is still coming
+	// (reqtimeout.go). rt is made on first use and kept in the pool; its
+	// function only acts, holding rtMu, on an armed timer whose deadline
+	// rtDL has passed, so a late run for an earlier request is harmless.
+	rt      *time.Timer
+	rtMu    sync.Mutex
+	rtState atomic.Int32 // rtOff, rtArmed or rtFired
+	rtDL    time.Time    // guarded by rtMu
 
 	w        h1Response
 	hijacked bool
@@ -201,15 +211,16 @@ func (l *Listener) serveH1(ch *chain, tc *trackedConn) {
 	if fc, ok := tc.Conn.(*filteredConn); ok {
 		ctx = fc.context(ctx)
 	}
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx, c.cancel = context.WithCancelCause(ctx)
 	c.readDL, c.reqDL = time.Time{}, time.Time{}
+	c.rtState.Store(rtOff)
 	c.hijacked = false
 	l.h1.add(c)
 
 	h2 := c.serve()
 
 	l.h1.remove(c)
-	c.cancel()
+	c.cancel(nil)
 	if c.hijacked {
 		return // the handler owns the conn and the buffers now
 	}
@@ -283,6 +294,15 @@ func (c *h1Conn) serve() (h2 bool) {
 		hitLimit := c.lr.n <= 0
 		c.lr.n = math.MaxInt64
 		if err != nil {
+			if c.headersTimedOut(err) {
+				// Envoy's request timer runs from the first byte, headers
+				// included.
+				if ctr := c.tc.ctr; ctr != nil {
+					ctr.RequestTimeouts.Add(1)
+				}
+				c.replyAndLinger("408 Request Timeout", requestTimeoutBody)
+				return false
+			}
 			c.readError(err, hitLimit)
 			return false
 		}
@@ -312,6 +332,17 @@ func (c *h1Conn) peekPreface() (bool, error) {
 	}
 }
 
+// headersTimedOut reports whether err is the request timeout expiring
+// while the headers were read (rather than the headers timeout, or
+// Shutdown waking the connection).
+func (c *h1Conn) headersTimedOut(err error) bool {
+	if c.reqDL.IsZero() || !c.readDL.Equal(c.reqDL) || time.Now().Before(c.reqDL) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // readError answers a request that could not be read, as net/http does.
 func (c *h1Conn) readError(err error, hitLimit bool) {
 	var status string
@@ -325,7 +356,7 @@ func (c *h1Conn) readError(err error, hitLimit bool) {
 	default:
 		status = "400 Bad Request"
 	}
-	c.replyAndLinger(status)
+	c.replyAndLinger(status, status)
 }
 
 func isNetError(err error) bool {
@@ -336,11 +367,11 @@ func isNetError(err error) bool {
 // replyAndLinger writes a final error response and closes the connection
 // gracefully, so that the unread request does not reset it under the
 // client before the response is read.
-func (c *h1Conn) replyAndLinger(status string) {
+func (c *h1Conn) replyAndLinger(status, body string) {
 	c.bw.WriteString("HTTP/1.1 ")
 	c.bw.WriteString(status)
 	c.bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
-	c.bw.WriteString(status)
+	c.bw.WriteString(body)
 	if c.bw.Flush() == nil {
 		c.linger()
 	}
@@ -357,19 +388,19 @@ func (c *h1Conn) linger() {
 // serveRequest handles one request and reports whether to read another.
 func (c *h1Conn) serveRequest(req *http.Request) bool {
 	if req.ProtoMajor != 1 {
-		c.replyAndLinger("505 HTTP Version Not Supported")
+		c.replyAndLinger("505 HTTP Version Not Supported", "505 HTTP Version Not Supported")
 		return false
 	}
 	// http.ReadRequest has moved Host out of the header map (rejecting
 	// duplicates), so an empty Host field reads as a missing one here.
 	if req.ProtoMinor >= 1 && req.Host == "" && req.Method != "CONNECT" || !validHost(req.Host) {
-		c.replyAndLinger("400 Bad Request")
+		c.replyAndLinger("400 Bad Request", "400 Bad Request")
 		return false
 	}
 	for k := range req.Header {
 		// textproto checks values but lets some invalid names through.
 		if !validFieldName(k) {
-			c.replyAndLinger("400 Bad Request")
+			c.replyAndLinger("400 Bad Request", "400 Bad Request")
 			return false
 		}
 	}
@@ -377,11 +408,15 @@ func (c *h1Conn) serveRequest(req *http.Request) bool {
 	req = req.WithContext(c.ctx)
 
 	var body *h1Body
+	timed := false
 	if req.Body != http.NoBody && req.Body != nil {
 		if !c.reqDL.IsZero() {
-			// The body must arrive within the request timeout.
-			c.tc.SetReadDeadline(c.reqDL)
-			c.readDL = c.reqDL
+			// The body must arrive within the request timeout: the request
+			// timer's job (armed below), not a read deadline's, so that the
+			// response starting can disarm it.
+			c.tc.SetReadDeadline(time.Time{})
+			c.readDL = time.Time{}
+			timed = true
 		} else if s := c.s; s.headersTimeout > 0 || s.idle > 0 {
 			// The body may take longer than the idle timeout.
 			c.tc.SetReadDeadline(time.Time{})
@@ -401,14 +436,18 @@ func (c *h1Conn) serveRequest(req *http.Request) bool {
 			}
 			delete(req.Header, "Expect")
 		} else {
-			c.replyAndLinger("417 Expectation Failed")
+			c.replyAndLinger("417 Expectation Failed", "417 Expectation Failed")
 			return false
 		}
 	}
 
 	w := &c.w
 	w.reset(req)
+	if timed {
+		c.armRequestTimer()
+	}
 	if c.callHandler(w, req) {
+		c.endRequestTimer()
 		if !c.hijacked && body != nil {
 			// Close first: a reader the handler left behind may be blocked
 			// in the body, holding its lock.
@@ -419,8 +458,12 @@ func (c *h1Conn) serveRequest(req *http.Request) bool {
 		}
 		return false // aborted, or hijacked
 	}
-	keep := w.finish()
+	keep := w.finish() // the 408 if the request timer fired first
 	if body != nil {
+		if c.endRequestTimer() {
+			c.timedOut(body)
+			return false
+		}
 		keep = c.finishBody(body, keep)
 	}
 	if w.wroteDL {
@@ -466,6 +509,13 @@ func (c *h1Conn) finishBody(b *h1Body, keep bool) bool {
 	if err := c.bw.Flush(); err != nil {
 		c.tc.Close()
 	}
+	if !c.reqDL.IsZero() {
+		// The response started before the body was in, which disarmed the
+		// request timer; what is left of the body (read by such a reader,
+		// or discarded below) must still come by the request's deadline.
+		c.tc.SetReadDeadline(c.reqDL)
+		c.readDL = c.reqDL
+	}
 	b.mu.Lock()
 	b.done = true
 	eof := b.eof
@@ -491,6 +541,79 @@ func (c *h1Conn) finishBody(b *h1Body, keep bool) bool {
 		c.linger() // too much left; keep the response from being reset
 	}
 	return false
+}
+
+// timedOut ends the connection of a request the request timer expired on:
+// its 408 is written, the body's readers are cut off, and the connection
+// lingers so that the client reads the 408 before the close.
+func (c *h1Conn) timedOut(b *h1Body) {
+	b.mu.Lock() // a reader in the body was woken by the timer
+	b.done = true
+	b.mu.Unlock()
+	if c.bw.Flush() == nil {
+		c.linger()
+	}
+}
+
+// armRequestTimer starts the request timer for a request whose body is
+// still coming.
+func (c *h1Conn) armRequestTimer() {
+	c.rtMu.Lock()
+	c.rtDL = c.reqDL
+	c.rtState.Store(rtArmed)
+	c.rtMu.Unlock()
+	d := time.Until(c.reqDL)
+	if c.rt == nil {
+		c.rt = time.AfterFunc(d, c.fireRequestTimer)
+	} else {
+		c.rt.Reset(d)
+	}
+}
+
+// fireRequestTimer runs on the timer's goroutine.
+func (c *h1Conn) fireRequestTimer() {
+	c.rtMu.Lock()
+	defer c.rtMu.Unlock()
+	if c.rtState.Load() != rtArmed || time.Now().Before(c.rtDL) {
+		return // disarmed, or a late run for an earlier request
+	}
+	c.rtState.Store(rtFired)
+	if ctr := c.tc.ctr; ctr != nil {
+		ctr.RequestTimeouts.Add(1)
+	}
+	c.cancel(ErrRequestTimeout) // the connection closes after the 408
+	c.tc.SetReadDeadline(aLongTimeAgo)
+}
+
+// disarmRequestTimer stops the request timer unless it fired, and reports
+// whether it did; it returns once a firing timer is done. Any goroutine
+// may call it.
+func (c *h1Conn) disarmRequestTimer() (fired bool) {
+	if c.rtState.Load() == rtOff {
+		return false
+	}
+	c.rtMu.Lock()
+	st := c.rtState.Load()
+	if st == rtArmed {
+		c.rtState.Store(rtOff)
+	}
+	c.rtMu.Unlock()
+	if st == rtArmed {
+		c.rt.Stop()
+	}
+	return st == rtFired
+}
+
+// endRequestTimer disarms the request timer at the end of a request and
+// reports whether it fired.
+func (c *h1Conn) endRequestTimer() (fired bool) {
+	if !c.disarmRequestTimer() {
+		return false
+	}
+	c.rtMu.Lock()
+	c.rtState.Store(rtOff)
+	c.rtMu.Unlock()
+	return true
 }
 
 // writeContinue sends 100 Continue once, before the handler's first read,
@@ -528,10 +651,18 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
 	}
-	b.c.writeContinue()
+	c := b.c
+	if c.rtState.Load() == rtFired {
+		return 0, ErrRequestTimeout
+	}
+	c.writeContinue()
 	n, err := b.src.Read(p)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		b.eof = true
+		c.disarmRequestTimer() // the request is in
+	case err != nil && c.rtState.Load() == rtFired:
+		err = ErrRequestTimeout
 	}
 	return n, err
 }
@@ -608,6 +739,8 @@ func statusLine(code int) string {
 		return "HTTP/1.1 400 Bad Request\r\n"
 	case 404:
 		return "HTTP/1.1 404 Not Found\r\n"
+	case 408:
+		return "HTTP/1.1 408 Request Timeout\r\n"
 	case 500:
 		return "HTTP/1.1 500 Internal Server Error\r\n"
 	case 502:

@@ -46,6 +46,7 @@ type h1Response struct {
 	stage       []byte
 	wroteDL     bool // the handler set a write deadline
 	readDL      bool // the handler set a read deadline
+	timedOut    bool // the request timer's 408 went out; the handler's writes are dropped
 }
 
 var (
@@ -79,6 +80,9 @@ func (w *h1Response) WriteHeader(code int) {
 	}
 	c := w.c
 	if code < 200 && code != http.StatusSwitchingProtocols {
+		if c.rtState.Load() == rtFired {
+			return // no interim response for a request that timed out
+		}
 		locked := c.cont.Load() != contNone
 		if locked {
 			c.wmu.Lock()
@@ -95,6 +99,31 @@ func (w *h1Response) WriteHeader(code int) {
 		}
 		return
 	}
+	// The response starts: that disarms the request timer, unless it
+	// fired, and then the 408 goes out instead.
+	if c.rtState.Load() != rtOff && c.disarmRequestTimer() {
+		w.writeTimeout()
+		return
+	}
+	w.writeFinal(code)
+}
+
+// writeTimeout writes the 408 that answers a request whose timer expired,
+// in place of the handler's response, and flushes it.
+func (w *h1Response) writeTimeout() {
+	timeoutHeader(w.hdr, true)
+	w.timedOut = true
+	w.writeFinal(http.StatusRequestTimeout)
+	if !w.head {
+		w.writeBody([]byte(requestTimeoutBody))
+	}
+	w.written = int64(len(requestTimeoutBody))
+	w.c.bw.Flush()
+}
+
+// writeFinal records the final status and writes the header fields.
+func (w *h1Response) writeFinal(code int) {
+	c := w.c
 	if c.cont.Load() == contPending {
 		c.wmu.Lock()
 		if c.cont.CompareAndSwap(contPending, contRefused) {
@@ -290,6 +319,9 @@ func (w *h1Response) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.timedOut {
+		return len(p), nil
+	}
 	if !w.bodyOK {
 		return 0, http.ErrBodyNotAllowed
 	}
@@ -345,6 +377,13 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c := w.c
 	if c.hijacked {
 		return nil, nil, http.ErrHijacked
+	}
+	// The handler owns the connection from now: no request timer.
+	if w.timedOut || c.rtState.Load() != rtOff && c.disarmRequestTimer() {
+		if !w.wroteHeader {
+			w.writeTimeout()
+		}
+		return nil, nil, ErrRequestTimeout
 	}
 	if w.wroteHeader {
 		w.commit(false)

@@ -22,6 +22,11 @@ type hcm struct {
 	normalizePath  bool
 	mergeSlashes   bool
 	drain          time.Duration // DrainTimeout, read by the listener
+	// requestTimeout is RequestTimeout (reqtimeout.go); headerTimeout the
+	// header deadline net/http sets on HTTP/1 when it is on.
+	requestTimeout time.Duration
+	headerTimeout  time.Duration
+	ctr            *ConnCounters // the chain's; nil: none kept
 }
 
 func newHCM(c *HTTPConfig) *hcm {
@@ -35,6 +40,8 @@ func newHCM(c *HTTPConfig) *hcm {
 		underscores:    c.HeadersWithUnderscores,
 		normalizePath:  c.NormalizePath,
 		mergeSlashes:   c.MergeSlashes,
+		requestTimeout: c.RequestTimeout,
+		headerTimeout:  readHeaderTimeout(c),
 	}
 	if h.maxHeaderBytes == 0 {
 		h.maxHeaderBytes = DefaultMaxRequestHeadersBytes
@@ -135,7 +142,25 @@ func (h *hcm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			hdr["X-Request-Id"] = s.id[:]
 		}
 	}
+	// (An HTTP/2 request without body has a Body that reads EOF, and a
+	// ContentLength of 0.)
+	if h.requestTimeout > 0 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		if _, fast := w.(*h1Response); !fast { // the fast path times its own
+			h.serveTimed(w, r)
+			return
+		}
+	}
 	h.next.ServeHTTP(w, r)
+}
+
+// readHeaderTimeout is the chains' http.Server.ReadHeaderTimeout: the
+// request headers timeout, or the request timeout when it is shorter.
+func readHeaderTimeout(c *HTTPConfig) time.Duration {
+	d := c.RequestHeadersTimeout
+	if t := c.RequestTimeout; t > 0 && (d <= 0 || t < d) {
+		d = t
+	}
+	return d
 }
 
 // localReply answers a request the HCM rejects before the Handler.

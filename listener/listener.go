@@ -34,11 +34,13 @@ type Observer interface {
 }
 
 // ConnCounters are counters a listener keeps, with atomic adds, for the
-// connections of the filter chains a CountingObserver attaches them to:
-// Envoy's http.<stat_prefix>.downstream_cx_http1_total, _http1_active,
-// _http2_total, _http2_active, downstream_cx_rx_bytes_total and
-// downstream_cx_tx_bytes_total. Chains of one or several listeners may
-// share one ConnCounters. They may be read at any time.
+// connections of the filter chains a CountingObserver attaches them to,
+// and for the requests on them: Envoy's
+// http.<stat_prefix>.downstream_cx_http1_total, _http1_active,
+// _http2_total, _http2_active, downstream_cx_rx_bytes_total,
+// downstream_cx_tx_bytes_total and downstream_rq_timeout. Chains of one or
+// several listeners may share one ConnCounters. They may be read at any
+// time.
 type ConnCounters struct {
 	// RxBytes counts bytes read from the connections, TxBytes bytes
 	// written to them: bytes on the wire, TLS records included.
@@ -52,6 +54,9 @@ type ConnCounters struct {
 	// in neither. HTTP1Active and HTTP2Active are those still open.
 	HTTP1Total, HTTP2Total   atomic.Uint64
 	HTTP1Active, HTTP2Active atomic.Int64
+	// RequestTimeouts counts requests that HTTPConfig.RequestTimeout
+	// ended before they were received whole (downstream_rq_timeout).
+	RequestTimeouts atomic.Uint64
 }
 
 // CountingObserver is an Observer that also has the listener keep
@@ -145,6 +150,7 @@ type chain struct {
 	ln       *chanListener
 	observer Observer
 	ctr      *ConnCounters // from a CountingObserver; nil: none kept
+	timed    bool          // the HCM has a request timeout
 	active   atomic.Int64  // open connections
 	retired  atomic.Bool   // replaced by Update; stop when active hits 0
 }
@@ -222,7 +228,7 @@ func (l *Listener) build(cfg *Config) (*table, error) {
 			t.inspect = true
 		}
 		t.drain = max(t.drain, ch.srvDrain())
-		if ch.srv != nil && t.listenerFilters() {
+		if ch.srv != nil && (t.listenerFilters() || ch.timed) {
 			ch.srv.ConnContext = connContext
 		}
 	}
@@ -279,13 +285,18 @@ func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog
 	hc := fc.HTTP
 	h := newHCM(hc)
 	h.drain = orDefault(hc.DrainTimeout, DefaultDrainTimeout)
+	h.ctr = ch.ctr
+	ch.timed = hc.RequestTimeout > 0
 	idle := orDefault(hc.IdleTimeout, DefaultIdleTimeout)
 	if idle < 0 {
 		idle = 0
 	}
 	ch.srv = &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: hc.RequestHeadersTimeout,
+		Handler: h,
+		// The request timeout bounds the headers too. Not ReadTimeout: the
+		// HCM times the body itself (reqtimeout.go), so that the response
+		// starting disarms it and a late body gets a 408.
+		ReadHeaderTimeout: h.headerTimeout,
 		IdleTimeout:       idle,
 		// net/http reads up to MaxHeaderBytes+4096 raw bytes on HTTP/1.1
 		// and advertises MaxHeaderBytes+320 as HTTP/2's
@@ -298,11 +309,7 @@ func (l *Listener) buildChain(fc *FilterChain, path string, obs Observer, errLog
 			MaxReceiveBufferPerStream:     min(hc.HTTP2StreamWindow, maxHTTP2Window),
 			MaxReceiveBufferPerConnection: min(hc.HTTP2ConnectionWindow, maxHTTP2Window),
 		},
-		// ReadTimeout bounds each request's head and body (on HTTP/2, each
-		// stream's body); net/http also uses it as the idle timeout when
-		// IdleTimeout is disabled.
-		ReadTimeout: hc.RequestTimeout,
-		ErrorLog:    errLog,
+		ErrorLog: errLog,
 	}
 	if ch.tls == nil && !hc.StdlibHTTP1 && !testStdlibHTTP1 {
 		ch.h1 = &h1Server{

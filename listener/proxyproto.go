@@ -125,14 +125,17 @@ func (c *filteredConn) context(ctx context.Context) context.Context {
 }
 
 // connContext is the chains' http.Server.ConnContext when the listener has
-// listener filters.
+// listener filters or the chain a request timeout.
 func connContext(ctx context.Context, c net.Conn) context.Context {
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
 		c = tc.NetConn()
 	}
 	if tc, ok := c.(*trackedConn); ok {
 		if fc, ok := tc.Conn.(*filteredConn); ok {
-			return fc.context(ctx)
+			ctx = fc.context(ctx)
+		}
+		if tc.cs.timed {
+			ctx = context.WithValue(ctx, trackedConnKey{}, tc)
 		}
 	}
 	return ctx
