@@ -140,13 +140,8 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, st := range c.clusterStats {
 			ch <- prometheus.MustNewConstMetric(st.desc, st.typ, st.value(&snap), name)
 		}
-		degraded := 0
-		for _, ep := range lc.c.Endpoints() {
-			if ep.Health == cluster.Degraded {
-				degraded++
-			}
-		}
-		ch <- prometheus.MustNewConstMetric(c.memDegraded, prometheus.GaugeValue, float64(degraded), name)
+		// Degraded by EDS or by an active check, and not failed.
+		ch <- prometheus.MustNewConstMetric(c.memDegraded, prometheus.GaugeValue, float64(snap.s.MembershipDegraded), name)
 		if c.epStats == nil {
 			continue
 		}

@@ -698,3 +698,17 @@ func TestHotPathStatsAllocations(t *testing.T) {
 		t.Errorf("per-listener stats allocate %.1f per request", allocs)
 	}
 }
+
+// TestMembershipDegradedGauge: membership_degraded counts the endpoints
+// the balancers treat as degraded (EDS status here), not failed ones.
+func TestMembershipDegradedGauge(t *testing.T) {
+	cfg := simpleConfig("127.0.0.1:1")
+	cfg.Clusters[0].Endpoints = []cluster.Endpoint{
+		{Address: "127.0.0.1:1"}, {Address: "127.0.0.1:2", Health: cluster.Degraded},
+		{Address: "127.0.0.1:3", Health: cluster.Degraded}, {Address: "127.0.0.1:4", Health: cluster.Unhealthy},
+	}
+	g, _ := startGateway(t, cfg, Options{StatsPrefix: "envoy"})
+	admin := "http://" + g.AdminAddr().String()
+	waitSeries(t, admin, "envoy_cluster_membership_degraded", map[string]string{"envoy_cluster_name": "app"}, 2)
+	waitSeries(t, admin, "envoy_cluster_membership_healthy", map[string]string{"envoy_cluster_name": "app"}, 1)
+}
