@@ -285,6 +285,12 @@ func TestTLSVersions(t *testing.T) {
 			}
 		})
 	}
+	// The server counts a failed handshake after the client has seen it
+	// fail: wait for the count rather than race it.
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Stats().TLSHandshakeErrors < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got := l.Stats().TLSHandshakeErrors; got != 3 {
 		t.Errorf("TLSHandshakeErrors: got %d, want 3", got)
 	}
