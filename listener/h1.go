@@ -175,13 +175,12 @@ type h1Conn struct {
 	cont atomic.Int32 // contNone...
 
 	// The request timer of a request whose body is still coming
-	// (reqtimeout.go). rt is made on first use and kept in the pool; its
-	// function only acts, holding rtMu, on an armed timer whose deadline
-	// rtDL has passed, so a late run for an earlier request is harmless.
-	rt      *time.Timer
-	rtMu    sync.Mutex
-	rtState atomic.Int32 // rtOff, rtArmed or rtFired
-	rtDL    time.Time    // guarded by rtMu
+	// (reqtimeout.go). rt.timer is made on first use and kept in the pool;
+	// its function only acts, holding rt.mu, on an armed timer whose
+	// deadline rtDL has passed, so a late run for an earlier request is
+	// harmless.
+	rt   armedTimer
+	rtDL time.Time // guarded by rt.mu
 
 	w        h1Response
 	hijacked bool
@@ -213,7 +212,7 @@ func (l *Listener) serveH1(ch *chain, tc *trackedConn) {
 	}
 	c.ctx, c.cancel = context.WithCancelCause(ctx)
 	c.readDL, c.reqDL = time.Time{}, time.Time{}
-	c.rtState.Store(rtOff)
+	c.rt.state.Store(rtOff)
 	c.hijacked = false
 	l.h1.add(c)
 
@@ -558,26 +557,26 @@ func (c *h1Conn) timedOut(b *h1Body) {
 // armRequestTimer starts the request timer for a request whose body is
 // still coming.
 func (c *h1Conn) armRequestTimer() {
-	c.rtMu.Lock()
+	c.rt.mu.Lock()
 	c.rtDL = c.reqDL
-	c.rtState.Store(rtArmed)
-	c.rtMu.Unlock()
+	c.rt.state.Store(rtArmed)
+	c.rt.mu.Unlock()
 	d := time.Until(c.reqDL)
-	if c.rt == nil {
-		c.rt = time.AfterFunc(d, c.fireRequestTimer)
+	if c.rt.timer == nil {
+		c.rt.timer = time.AfterFunc(d, c.fireRequestTimer)
 	} else {
-		c.rt.Reset(d)
+		c.rt.timer.Reset(d)
 	}
 }
 
 // fireRequestTimer runs on the timer's goroutine.
 func (c *h1Conn) fireRequestTimer() {
-	c.rtMu.Lock()
-	defer c.rtMu.Unlock()
-	if c.rtState.Load() != rtArmed || time.Now().Before(c.rtDL) {
+	c.rt.mu.Lock()
+	defer c.rt.mu.Unlock()
+	if c.rt.state.Load() != rtArmed || time.Now().Before(c.rtDL) {
 		return // disarmed, or a late run for an earlier request
 	}
-	c.rtState.Store(rtFired)
+	c.rt.state.Store(rtFired)
 	if ctr := c.tc.ctr; ctr != nil {
 		ctr.RequestTimeouts.Add(1)
 	}
@@ -588,21 +587,7 @@ func (c *h1Conn) fireRequestTimer() {
 // disarmRequestTimer stops the request timer unless it fired, and reports
 // whether it did; it returns once a firing timer is done. Any goroutine
 // may call it.
-func (c *h1Conn) disarmRequestTimer() (fired bool) {
-	if c.rtState.Load() == rtOff {
-		return false
-	}
-	c.rtMu.Lock()
-	st := c.rtState.Load()
-	if st == rtArmed {
-		c.rtState.Store(rtOff)
-	}
-	c.rtMu.Unlock()
-	if st == rtArmed {
-		c.rt.Stop()
-	}
-	return st == rtFired
-}
+func (c *h1Conn) disarmRequestTimer() (fired bool) { return c.rt.disarm() }
 
 // endRequestTimer disarms the request timer at the end of a request and
 // reports whether it fired.
@@ -610,9 +595,9 @@ func (c *h1Conn) endRequestTimer() (fired bool) {
 	if !c.disarmRequestTimer() {
 		return false
 	}
-	c.rtMu.Lock()
-	c.rtState.Store(rtOff)
-	c.rtMu.Unlock()
+	c.rt.mu.Lock()
+	c.rt.state.Store(rtOff)
+	c.rt.mu.Unlock()
 	return true
 }
 
@@ -652,7 +637,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	c := b.c
-	if c.rtState.Load() == rtFired {
+	if c.rt.state.Load() == rtFired {
 		return 0, ErrRequestTimeout
 	}
 	c.writeContinue()
@@ -661,7 +646,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	case err == io.EOF:
 		b.eof = true
 		c.disarmRequestTimer() // the request is in
-	case err != nil && c.rtState.Load() == rtFired:
+	case err != nil && c.rt.state.Load() == rtFired:
 		err = ErrRequestTimeout
 	}
 	return n, err

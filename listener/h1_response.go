@@ -80,7 +80,7 @@ func (w *h1Response) WriteHeader(code int) {
 	}
 	c := w.c
 	if code < 200 && code != http.StatusSwitchingProtocols {
-		if c.rtState.Load() == rtFired {
+		if c.rt.state.Load() == rtFired {
 			return // no interim response for a request that timed out
 		}
 		locked := c.cont.Load() != contNone
@@ -101,7 +101,7 @@ func (w *h1Response) WriteHeader(code int) {
 	}
 	// The response starts: that disarms the request timer, unless it
 	// fired, and then the 408 goes out instead.
-	if c.rtState.Load() != rtOff && c.disarmRequestTimer() {
+	if c.rt.state.Load() != rtOff && c.disarmRequestTimer() {
 		w.writeTimeout()
 		return
 	}
@@ -379,7 +379,7 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, http.ErrHijacked
 	}
 	// The handler owns the connection from now: no request timer.
-	if w.timedOut || c.rtState.Load() != rtOff && c.disarmRequestTimer() {
+	if w.timedOut || c.rt.state.Load() != rtOff && c.disarmRequestTimer() {
 		if !w.wroteHeader {
 			w.writeTimeout()
 		}

@@ -128,13 +128,11 @@ type requestTimer struct {
 	body   timedBody
 	ctr    *ConnCounters
 	cancel context.CancelCauseFunc
-	timer  *time.Timer
 	dl     time.Time // the request's deadline
 	h1     bool
 	eof    atomic.Bool // the body was read to its end
 
-	mu    sync.Mutex
-	state atomic.Int32 // rtArmed, rtOff or rtFired
+	armedTimer
 
 	started bool // a final status went out, the handler's or the 408
 	replied bool // the 408 went out: what the handler writes is dropped
@@ -165,9 +163,19 @@ func (t *requestTimer) fire() {
 	}
 }
 
+// armedTimer is the state both request timers share (requestTimer here,
+// h1Conn's on the fast path): the timer's goroutine moves state from
+// rtArmed to rtFired holding mu; disarm takes mu to move it from rtArmed to
+// rtOff, so a firing timer's work is over when disarm returns.
+type armedTimer struct {
+	mu    sync.Mutex
+	state atomic.Int32 // rtOff, rtArmed or rtFired
+	timer *time.Timer
+}
+
 // disarm stops the timer unless it fired, and reports whether it did; it
-// returns once a firing timer is done.
-func (t *requestTimer) disarm() (fired bool) {
+// returns once a firing timer is done. Any goroutine may call it.
+func (t *armedTimer) disarm() (fired bool) {
 	if t.state.Load() == rtOff {
 		return false
 	}
