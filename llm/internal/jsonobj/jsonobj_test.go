@@ -201,7 +201,9 @@ func TestParseAllocations(t *testing.T) {
 		u, _, _ := o.Object("usage")
 		u.Int("prompt_tokens")
 	})
-	if n > 2 {
+	// Under -race sync.Pool (encoding/json's scanners) drops items at
+	// random, so the count is only checked in normal builds.
+	if n > 2 && !raceEnabled {
 		t.Errorf("Parse + Object + Int: %v allocations, want at most 2 (the two indexes)", n)
 	}
 }
