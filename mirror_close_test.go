@@ -23,8 +23,23 @@ import (
 // in flight and starts no new one; Shutdown lets them finish within its
 // deadline first.
 
-// shadowGoroutines counts the goroutines running a shadow request.
+// shadowGoroutines counts the goroutines running a shadow request, once
+// those that have finished have had a moment to exit.
 func shadowGoroutines() int {
+	// A shadow's last act is to tell the group it is done, which can let
+	// Close return while the goroutine is still unwinding that deferred
+	// call: give such goroutines a moment to exit.
+	deadline := time.Now().Add(time.Second)
+	for {
+		n := countShadowGoroutines()
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func countShadowGoroutines() int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
