@@ -387,9 +387,10 @@ func clientIncludesUsage(obj jsonobj.Object) bool {
 // OnResponse implements filter.ResponseFilter.
 func (f *frontDoor) OnResponse(ctx context.Context, x *filter.Exchange) error {
 	call := CallOf(x)
+	var upBody []byte // a non-streamed success body upstreamResponse read
 	if call != nil {
-		f.g.upstreamResponse(ctx, x, f, call) // retries, fallbacks, cooldown
-		defer f.g.responseHeaders(x, call)    // x-ratelimit-*, overhead
+		upBody = f.g.upstreamResponse(ctx, x, f, call) // retries, fallbacks, cooldown
+		defer f.g.responseHeaders(x, call)             // x-ratelimit-*, overhead
 		if f.api == CountTokens {
 			f.countTokensResponse(x, call) // Gemini's or Bedrock's count, or the estimate
 		}
@@ -440,7 +441,12 @@ func (f *frontDoor) OnResponse(ctx context.Context, x *filter.Exchange) error {
 		f.startStream(call, resp, limit)
 		return nil
 	}
-	body, err := readSized(resp.Body, resp.ContentLength, limit)
+	body, err := upBody, error(nil)
+	if body != nil {
+		resp.Body.Close() // upstreamResponse read it whole
+	} else {
+		body, err = readSized(resp.Body, resp.ContentLength, limit)
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(x.Out.Context().Err(), context.DeadlineExceeded) {
 			return reply(f.api, &apiError{status: http.StatusGatewayTimeout, typ: "timeout_error", message: "upstream request timeout"})

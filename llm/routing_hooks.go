@@ -279,31 +279,25 @@ func (g *Gateway) admit(ctx context.Context, x *filter.Exchange, api API, call *
 // settles the attempt (retries and fallbacks, see Resilience) and, for a
 // non-streamed success, reads the body so that the time spent receiving
 // it counts as upstream time.
-func (g *Gateway) upstreamResponse(ctx context.Context, x *filter.Exchange, f *frontDoor, call *Call) {
+func (g *Gateway) upstreamResponse(ctx context.Context, x *filter.Exchange, f *frontDoor, call *Call) (body []byte) {
 	g.attempts(ctx, x, f, call)
 	resp := x.Resp
 	if x.Err != nil || resp == nil || resp.StatusCode >= 300 || g.tel == nil || g.tel.overhead == "" ||
 		isEventStream(resp.Header) || resp.Body == nil || resp.Body == http.NoBody {
-		return
+		return nil
 	}
 	limit := x.BufferLimit
 	if limit <= 0 {
 		limit = filter.DefaultBufferLimit
 	}
 	start := time.Now()
+	var b []byte
+	var err error
 	if n := resp.ContentLength; n >= 0 && n <= limit {
-		// Sized and within the limit: one allocation, read to EOF.
-		b, err := filter.ReadBody(resp.Body, n, limit)
-		call.st.pol.upstream += time.Since(start)
-		if err == nil {
-			resp.Body.Close()
-			resp.Body = filter.NewBytesBody(b)
-			return
-		}
-		resp.Body = readCloser{io.MultiReader(bytes.NewReader(b), errReader{err}), resp.Body}
-		return
+		b, err = filter.ReadBody(resp.Body, n, limit) // one allocation, read to EOF
+	} else {
+		b, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	call.st.pol.upstream += time.Since(start)
 	switch {
 	case err != nil:
@@ -312,8 +306,10 @@ func (g *Gateway) upstreamResponse(ctx context.Context, x *filter.Exchange, f *f
 		resp.Body = readCloser{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
 	default:
 		resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.Body = filter.NewBytesBody(b)
+		return b // OnResponse takes it from here rather than read it again
 	}
+	return nil
 }
 
 type readCloser struct {
