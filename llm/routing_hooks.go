@@ -122,16 +122,23 @@ func (g *Gateway) initPolicies(cfg *Config, getenv func(string) string) error {
 
 // validatePolicies checks the policy part of a Config.
 func (c *Config) validatePolicies() error {
+	// Limits and budgets share one namespace: their names key counters.
 	names := map[string]bool{}
+	claim := func(kind string, i int, name string) error {
+		switch {
+		case name == "":
+			return fmt.Errorf("%s[%d].name: required", kind, i)
+		case names[name]:
+			return fmt.Errorf("%s[%d].name: %q already used", kind, i, name)
+		}
+		names[name] = true
+		return nil
+	}
 	for i := range c.Limits {
 		l := &c.Limits[i]
-		if l.Name == "" {
-			return fmt.Errorf("limits[%d].name: required", i)
+		if err := claim("limits", i, l.Name); err != nil {
+			return err
 		}
-		if names[l.Name] {
-			return fmt.Errorf("limits[%d].name: %q already used", i, l.Name)
-		}
-		names[l.Name] = true
 		if err := l.validate(); err != nil {
 			return fmt.Errorf("limits[%d] (%s): %w", i, l.Name, err)
 		}
@@ -139,13 +146,9 @@ func (c *Config) validatePolicies() error {
 	costBudget := false
 	for i := range c.Budgets {
 		b := &c.Budgets[i]
-		if b.Name == "" {
-			return fmt.Errorf("budgets[%d].name: required", i)
+		if err := claim("budgets", i, b.Name); err != nil {
+			return err
 		}
-		if names[b.Name] {
-			return fmt.Errorf("budgets[%d].name: %q already used", i, b.Name)
-		}
-		names[b.Name] = true
 		if err := b.validate(); err != nil {
 			return fmt.Errorf("budgets[%d] (%s): %w", i, b.Name, err)
 		}

@@ -520,15 +520,10 @@ func startChild(ctx context.Context, cpu int, role string, args ...string) (chil
 	// signal to shut down cleanly (its CPU profile is written then); it is
 	// killed if it has not exited 5 s later.
 	cmd.Cancel = stdin.Close
-	cmd.WaitDelay = 5 * time.Second
-	if err := startPinned(cmd, cpu); err != nil {
+	done, err := startProcess(cmd, cpu, nil)
+	if err != nil {
 		return child{}, err
 	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		return child{}, fmt.Errorf("%s: no address: %w", role, err)
@@ -538,6 +533,25 @@ func startChild(ctx context.Context, cpu int, role string, args ...string) (chil
 		return child{}, fmt.Errorf("%s: unexpected %q", role, line)
 	}
 	return child{addr: addr, pid: cmd.Process.Pid, done: done}, nil
+}
+
+// startProcess starts cmd pinned to cpu (none when cpu < 0) and returns a
+// channel closed once it has exited and then, if set, after has run. A
+// process that outlives its context by 5 s is killed.
+func startProcess(cmd *exec.Cmd, cpu int, after func()) (<-chan struct{}, error) {
+	cmd.WaitDelay = 5 * time.Second
+	if err := startPinned(cmd, cpu); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		if after != nil {
+			after()
+		}
+		close(done)
+	}()
+	return done, nil
 }
 
 // haproxyConfig is ../shared/bench/peers/haproxy.cfg's setup: one thread,
@@ -586,16 +600,10 @@ func startHAProxy(ctx context.Context, exe string, cpu int, upstream string) (ch
 	}
 	cmd := exec.CommandContext(ctx, path, "-db", "-f", cfg)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.WaitDelay = 5 * time.Second
-	if err := startPinned(cmd, cpu); err != nil {
+	done, err := startProcess(cmd, cpu, func() { os.RemoveAll(dir) })
+	if err != nil {
 		return child{}, err
 	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		os.RemoveAll(dir)
-		close(done)
-	}()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
