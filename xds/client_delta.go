@@ -142,25 +142,16 @@ func decodeDelta(t rtype, list []*discoveryv3.Resource) ([]received, error) {
 		name := r.GetName()
 		var payload []byte
 		if a := r.GetResource(); a != nil {
-			if a.GetTypeUrl() != rtInfo[t].url {
-				return nil, fmt.Errorf("resources[%d]: type %s in a response of type %s", i, a.GetTypeUrl(), rtInfo[t].url)
-			}
 			payload = a.GetValue()
-			if name == "" {
-				n, err := resourceName(payload)
-				if err != nil {
-					return nil, fmt.Errorf("resources[%d]: decode: %w", i, err)
-				}
-				name = n
+			n, err := typedName(i, t, a.GetTypeUrl(), name, payload)
+			if err != nil {
+				return nil, err
 			}
+			name = n
 		}
-		if name == "" {
-			return nil, fmt.Errorf("resources[%d]: %s without a name", i, kindName[t])
+		if err := claimName(i, t, name, seen); err != nil {
+			return nil, err
 		}
-		if seen[name] {
-			return nil, fmt.Errorf("resources[%d]: duplicate %s name %q", i, kindName[t], name)
-		}
-		seen[name] = true
 		out = append(out, received{name: name, version: r.GetVersion(), payload: payload})
 	}
 	return out, nil

@@ -113,6 +113,36 @@ func (c *Client) sendSotW(s *xdsSession, ts *subState, now time.Time) error {
 	return nil
 }
 
+// typedName checks that resource i of a response of type t has t's type
+// URL and returns its name: name, or when that is empty the one decoded
+// from payload.
+func typedName(i int, t rtype, url, name string, payload []byte) (string, error) {
+	if url != rtInfo[t].url {
+		return "", fmt.Errorf("resources[%d]: type %s in a response of type %s", i, url, rtInfo[t].url)
+	}
+	if name != "" {
+		return name, nil
+	}
+	n, err := resourceName(payload)
+	if err != nil {
+		return "", fmt.Errorf("resources[%d]: decode: %w", i, err)
+	}
+	return n, nil
+}
+
+// claimName records the name of resource i in seen, refusing an empty
+// name or one seen before in the same response.
+func claimName(i int, t rtype, name string, seen map[string]bool) error {
+	if name == "" {
+		return fmt.Errorf("resources[%d]: %s without a name", i, kindName[t])
+	}
+	if seen[name] {
+		return fmt.Errorf("resources[%d]: duplicate %s name %q", i, kindName[t], name)
+	}
+	seen[name] = true
+	return nil
+}
+
 // decodeSotW reads a response's resources: their names (without decoding
 // the rest), unwrapping envoy.service.discovery.v3.Resource. A resource of
 // another type, one without a name, or a name twice rejects the response.
@@ -135,23 +165,13 @@ func decodeSotW(t rtype, anys []*anypb.Any) ([]received, error) {
 			}
 			url, payload = r.GetResource().GetTypeUrl(), r.GetResource().GetValue()
 		}
-		if url != rtInfo[t].url {
-			return nil, fmt.Errorf("resources[%d]: type %s in a response of type %s", i, url, rtInfo[t].url)
+		name, err := typedName(i, t, url, name, payload)
+		if err != nil {
+			return nil, err
 		}
-		if name == "" {
-			n, err := resourceName(payload)
-			if err != nil {
-				return nil, fmt.Errorf("resources[%d]: decode: %w", i, err)
-			}
-			name = n
+		if err := claimName(i, t, name, seen); err != nil {
+			return nil, err
 		}
-		if name == "" {
-			return nil, fmt.Errorf("resources[%d]: %s without a name", i, kindName[t])
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("resources[%d]: duplicate %s name %q", i, kindName[t], name)
-		}
-		seen[name] = true
 		out = append(out, received{name: name, payload: payload})
 	}
 	return out, nil
