@@ -106,16 +106,26 @@ func countClient(base string) *anthropic.MessageService {
 	return &c.Messages
 }
 
-// closedURL returns the URL of a loopback port nothing listens on.
+// closedURL returns the URL of a loopback provider that cannot be
+// reached: it closes every connection before reading a byte. (A port
+// merely left closed can be taken by another test's listener meanwhile.)
 func closedURL(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 // noClientKey asserts the client's credential did not reach the provider.
